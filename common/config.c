@@ -16,6 +16,7 @@
 #include <ini.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -375,7 +376,9 @@ int ar_config_finish(struct ar_config *config, char err[AR_CONFIG_ERROR_BYTES])
 		config->core_count = online < 1 ? 1 : online > AR_CORES_MAX ? AR_CORES_MAX
 									    : (uint32_t)online;
 	}
-	if (strcmp(config->pg_listen_address, config->http_listen_address) == 0)
+	size_t addr_len = strlen(config->pg_listen_address);
+	bool any_port = addr_len >= 2 && strcmp(config->pg_listen_address + addr_len - 2, ":0") == 0;
+	if (!any_port && strcmp(config->pg_listen_address, config->http_listen_address) == 0)
 		return config_error(err, "\"pg_listen_address\" and \"http_listen_address\" are both "
 					 "\"%s\"", config->pg_listen_address);
 	return 0;
