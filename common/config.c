@@ -30,9 +30,9 @@ struct knob {
 	const char *name;
 	enum knob_kind kind;
 	size_t offset;
-	size_t size;         /* of the field: string capacity, or sizeof the integer */
+	size_t size; /* of the field: string capacity, or sizeof the integer */
 	const char *default_text;
-	uint64_t min;        /* numeric knobs: inclusive bounds */
+	uint64_t min; /* numeric knobs: inclusive bounds */
 	uint64_t max;
 	const char *description;
 };
@@ -45,14 +45,15 @@ static const struct knob knob_table[] = {
 	  "data directory, guarded by a lock file" },
 	{ "pg_listen_address", KNOB_ADDRESS, KNOB_FIELD(pg_listen_address), "127.0.0.1:6400", 0, 0,
 	  "host:port of the PostgreSQL-protocol listener (page service)" },
-	{ "http_listen_address", KNOB_ADDRESS, KNOB_FIELD(http_listen_address), "127.0.0.1:9898",
-	  0, 0, "host:port of the management HTTP API" },
+	{ "http_listen_address", KNOB_ADDRESS, KNOB_FIELD(http_listen_address), "127.0.0.1:9898", 0,
+	  0, "host:port of the management HTTP API" },
 	{ "core_count", KNOB_COUNT, KNOB_FIELD(core_count), "0", 0, AR_CORES_MAX,
 	  "core threads, each pinned to one CPU; 0 = one per online CPU" },
 	{ "io_uring_depth_entries", KNOB_COUNT, KNOB_FIELD(io_uring_depth_entries), "256",
-	  AR_URING_DEPTH_MIN, AR_URING_DEPTH_MAX, "submission queue entries of each core's io_uring" },
-	{ "core_ring_capacity_messages", KNOB_COUNT, KNOB_FIELD(core_ring_capacity_messages), "1024",
-	  AR_SPSC_CAPACITY_MIN, AR_SPSC_CAPACITY_MAX,
+	  AR_URING_DEPTH_MIN, AR_URING_DEPTH_MAX,
+	  "submission queue entries of each core's io_uring" },
+	{ "core_ring_capacity_messages", KNOB_COUNT, KNOB_FIELD(core_ring_capacity_messages),
+	  "1024", AR_SPSC_CAPACITY_MIN, AR_SPSC_CAPACITY_MAX,
 	  "messages each core-to-core ring holds (power of two)" },
 	{ "core_arena_bytes", KNOB_BYTES, KNOB_FIELD(core_arena_bytes), "64MiB", AR_ARENA_BYTES_MIN,
 	  AR_ARENA_BYTES_MAX, "NUMA-local arena of each core" },
@@ -65,7 +66,7 @@ static const struct knob knob_table[] = {
 enum { KNOB_COUNT_TOTAL = sizeof(knob_table) / sizeof(knob_table[0]) };
 
 static int config_error(char err[AR_CONFIG_ERROR_BYTES], const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static int config_error(char err[AR_CONFIG_ERROR_BYTES], const char *fmt, ...)
 {
 	va_list ap;
@@ -115,7 +116,8 @@ static int parse_with_units(const char *text, const struct unit *units, size_t u
 	while (unit_len > 0 && isspace((unsigned char)unit[unit_len - 1]))
 		unit_len--;
 	for (size_t i = 0; i < unit_count; i++) {
-		if (strlen(units[i].suffix) != unit_len || strncmp(unit, units[i].suffix, unit_len) != 0)
+		if (strlen(units[i].suffix) != unit_len ||
+		    strncmp(unit, units[i].suffix, unit_len) != 0)
 			continue;
 		if (units[i].factor != 0 && n > UINT64_MAX / units[i].factor)
 			return -ERANGE;
@@ -128,11 +130,16 @@ static int parse_with_units(const char *text, const struct unit *units, size_t u
 int ar_parse_bytes(const char *text, uint64_t *bytes_out)
 {
 	static const struct unit units[] = {
-		{ "", 1 },           { "B", 1 },
-		{ "kB", 1ull << 10 }, { "KiB", 1ull << 10 },
-		{ "MB", 1ull << 20 }, { "MiB", 1ull << 20 },
-		{ "GB", 1ull << 30 }, { "GiB", 1ull << 30 },
-		{ "TB", 1ull << 40 }, { "TiB", 1ull << 40 },
+		{ "", 1 },
+		{ "B", 1 },
+		{ "kB", 1ull << 10 },
+		{ "KiB", 1ull << 10 },
+		{ "MB", 1ull << 20 },
+		{ "MiB", 1ull << 20 },
+		{ "GB", 1ull << 30 },
+		{ "GiB", 1ull << 30 },
+		{ "TB", 1ull << 40 },
+		{ "TiB", 1ull << 40 },
 	};
 	return parse_with_units(text, units, sizeof(units) / sizeof(units[0]), bytes_out);
 }
@@ -140,8 +147,8 @@ int ar_parse_bytes(const char *text, uint64_t *bytes_out)
 int ar_parse_duration_ms(const char *text, uint64_t *ms_out)
 {
 	static const struct unit units[] = {
-		{ "", 1 },          { "ms", 1 },          { "s", 1000 },
-		{ "min", 60000 },   { "h", 3600000 },     { "d", 86400000 },
+		{ "", 1 },        { "ms", 1 },      { "s", 1000 },
+		{ "min", 60000 }, { "h", 3600000 }, { "d", 86400000 },
 	};
 	return parse_with_units(text, units, sizeof(units) / sizeof(units[0]), ms_out);
 }
@@ -213,15 +220,16 @@ static int knob_set_string(struct ar_config *config, const struct knob *knob, co
 	if (len == 0)
 		return config_error(err, "parameter \"%s\" must not be empty", knob->name);
 	if (len >= knob->size)
-		return config_error(err, "value for parameter \"%s\" is too long (%zu bytes, limit %zu)",
+		return config_error(err,
+				    "value for parameter \"%s\" is too long (%zu bytes, limit %zu)",
 				    knob->name, len, knob->size - 1);
 	if (knob->kind == KNOB_ADDRESS) {
 		char host[AR_CONFIG_ADDRESS_BYTES];
 		uint16_t port;
 		if (ar_parse_address(value, host, &port) < 0)
-			return config_error(err,
-					    "invalid value for parameter \"%s\": \"%s\" is not host:port",
-					    knob->name, value);
+			return config_error(
+			    err, "invalid value for parameter \"%s\": \"%s\" is not host:port",
+			    knob->name, value);
 	}
 	memcpy((char *)config + knob->offset, value, len + 1);
 	return 0;
@@ -285,10 +293,11 @@ int ar_config_set(struct ar_config *config, const char *key, const char *value,
 		return knob_set_number(config, knob, value, err);
 	case KNOB_LEVEL:
 		if (!ar_log_level_parse(value, &config->log_min_level))
-			return config_error(err,
-					    "invalid value for parameter \"%s\": \"%s\" (expected debug, "
-					    "info, log, warning or error)",
-					    knob->name, value);
+			return config_error(
+			    err,
+			    "invalid value for parameter \"%s\": \"%s\" (expected debug, "
+			    "info, log, warning or error)",
+			    knob->name, value);
 		return 0;
 	}
 	AR_UNREACHABLE();
@@ -310,7 +319,7 @@ struct config_file_state {
 	const char *path;
 	FILE *file;
 	char *err;
-	int line; /* of the line inih is working on: counted by config_file_read */
+	int line;       /* of the line inih is working on: counted by config_file_read */
 	int error_line; /* of the first bad key or value */
 	int rc;
 };
@@ -336,9 +345,9 @@ static int config_file_line(void *user, const char *section, const char *name, c
 		return 1;
 	state->error_line = state->line;
 	if (section[0] != '\0') {
-		state->rc = config_error(state->err,
-					 "sections are not supported (\"[%s]\") in file \"%s\" line %d",
-					 section, state->path, state->line);
+		state->rc = config_error(
+		    state->err, "sections are not supported (\"[%s]\") in file \"%s\" line %d",
+		    section, state->path, state->line);
 		return 1;
 	}
 	if (ar_config_set(state->config, name, value, knob_err) < 0)
@@ -369,18 +378,24 @@ int ar_config_load_file(struct ar_config *config, const char *path, char err[AR_
 int ar_config_finish(struct ar_config *config, char err[AR_CONFIG_ERROR_BYTES])
 {
 	if ((config->core_ring_capacity_messages & (config->core_ring_capacity_messages - 1)) != 0)
-		return config_error(err, "parameter \"core_ring_capacity_messages\" must be a power "
-					 "of two, not %u", config->core_ring_capacity_messages);
+		return config_error(err,
+				    "parameter \"core_ring_capacity_messages\" must be a power "
+				    "of two, not %u",
+				    config->core_ring_capacity_messages);
 	if (config->core_count == 0) {
 		long online = sysconf(_SC_NPROCESSORS_ONLN);
-		config->core_count = online < 1 ? 1 : online > AR_CORES_MAX ? AR_CORES_MAX
-									    : (uint32_t)online;
+		config->core_count = online < 1              ? 1
+				     : online > AR_CORES_MAX ? AR_CORES_MAX
+							     : (uint32_t)online;
 	}
 	size_t addr_len = strlen(config->pg_listen_address);
-	bool any_port = addr_len >= 2 && strcmp(config->pg_listen_address + addr_len - 2, ":0") == 0;
+	bool any_port =
+	    addr_len >= 2 && strcmp(config->pg_listen_address + addr_len - 2, ":0") == 0;
 	if (!any_port && strcmp(config->pg_listen_address, config->http_listen_address) == 0)
-		return config_error(err, "\"pg_listen_address\" and \"http_listen_address\" are both "
-					 "\"%s\"", config->pg_listen_address);
+		return config_error(err,
+				    "\"pg_listen_address\" and \"http_listen_address\" are both "
+				    "\"%s\"",
+				    config->pg_listen_address);
 	return 0;
 }
 

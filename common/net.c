@@ -45,8 +45,8 @@ int ar_listen_tcp(const char *address, int backlog, int *fd_out, char err[AR_CON
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		int rc = -errno;
-		snprintf(err, AR_CONFIG_ERROR_BYTES, "could not create socket for \"%s\": %s", address,
-			 ar_strerror(rc));
+		snprintf(err, AR_CONFIG_ERROR_BYTES, "could not create socket for \"%s\": %s",
+			 address, ar_strerror(rc));
 		return rc;
 	}
 	int one = 1;
@@ -55,7 +55,8 @@ int ar_listen_tcp(const char *address, int backlog, int *fd_out, char err[AR_CON
 		int rc = -errno;
 		snprintf(err, AR_CONFIG_ERROR_BYTES, "could not listen on \"%s\": %s%s", address,
 			 ar_strerror(rc),
-			 rc == -EADDRINUSE ? " (is another server already running on this port?)" : "");
+			 rc == -EADDRINUSE ? " (is another server already running on this port?)"
+					   : "");
 		close(fd);
 		return rc;
 	}

@@ -66,7 +66,8 @@ int pgw_startup_decode(const uint8_t *buf, size_t len, struct pgw_startup *out, 
 			return decode_error(err, "startup packet is not terminated");
 		if (*p == '\0') {
 			if (p + 1 != end)
-				return decode_error(err, "bytes after the end of the startup packet");
+				return decode_error(err,
+						    "bytes after the end of the startup packet");
 			return (int)packet_len;
 		}
 		const char *name = p;
@@ -76,7 +77,8 @@ int pgw_startup_decode(const uint8_t *buf, size_t len, struct pgw_startup *out, 
 		const char *value = name_end + 1;
 		const char *value_end = memchr(value, '\0', (size_t)(end - value));
 		if (!value_end)
-			return decode_error(err, "startup packet parameter value is not terminated");
+			return decode_error(err,
+					    "startup packet parameter value is not terminated");
 		if (out->param_count == AR_PG_STARTUP_PARAMS_MAX)
 			return decode_error(err, "too many parameters in startup packet");
 		out->params[out->param_count].name = name;
@@ -217,12 +219,12 @@ void pgw_put_row_description(struct pgw_out *out, uint32_t column_count, const c
 	put_u16(out, (uint16_t)column_count);
 	for (uint32_t i = 0; i < column_count; i++) {
 		put_str(out, names[i]);
-		put_u32(out, 0);       /* table oid */
-		put_u16(out, 0);       /* column number */
-		put_u32(out, 25);      /* type oid: text */
-		put_u16(out, 0xffff);  /* type size: -1, variable */
+		put_u32(out, 0);           /* table oid */
+		put_u16(out, 0);           /* column number */
+		put_u32(out, 25);          /* type oid: text */
+		put_u16(out, 0xffff);      /* type size: -1, variable */
 		put_u32(out, 0xffffffffu); /* type modifier: -1 */
-		put_u16(out, 0);       /* format: text */
+		put_u16(out, 0);           /* format: text */
 	}
 	msg_end(out, m);
 }
@@ -300,7 +302,8 @@ static void session_startup(struct pgw_session *session, const struct pgw_startu
 				   st->params[i].value);
 	}
 	if (session->user[0] == '\0') {
-		session_fail(session, out, "28000", "no PostgreSQL user name specified in startup packet");
+		session_fail(session, out, "28000",
+			     "no PostgreSQL user name specified in startup packet");
 		return;
 	}
 	pgw_put_auth_ok(out);
@@ -348,7 +351,13 @@ static void session_message(struct pgw_session *session, const struct pgw_messag
 	case 'S': /* Sync ends an extended-protocol batch */
 		pgw_put_ready(out, 'I');
 		return;
-	case 'P': case 'B': case 'E': case 'D': case 'C': case 'H': case 'F':
+	case 'P':
+	case 'B':
+	case 'E':
+	case 'D':
+	case 'C':
+	case 'H':
+	case 'F':
 		pgw_put_error(out, "ERROR", "0A000", "extended query protocol is not supported",
 			      "Use the simple query protocol.");
 		return;

@@ -61,7 +61,8 @@ static void types_of(const struct pgw_out *out, char *types, size_t size)
 {
 	size_t pos = 0, n = 0;
 	while (pos + 5 <= out->len && n + 1 < size) {
-		uint32_t len = (uint32_t)out->data[pos + 1] << 24 | (uint32_t)out->data[pos + 2] << 16 |
+		uint32_t len = (uint32_t)out->data[pos + 1] << 24 |
+			       (uint32_t)out->data[pos + 2] << 16 |
 			       (uint32_t)out->data[pos + 3] << 8 | out->data[pos + 4];
 		types[n++] = (char)out->data[pos];
 		pos += 1 + len;

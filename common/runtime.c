@@ -240,7 +240,10 @@ static void core_wake_arm(struct ar_core *core)
 static void core_reap(struct ar_core *core)
 {
 	struct io_uring_cqe *cqes[CQE_BATCH];
-	struct { struct ar_io *io; int res; } done[CQE_BATCH];
+	struct {
+		struct ar_io *io;
+		int res;
+	} done[CQE_BATCH];
 
 	unsigned n = io_uring_peek_batch_cqe(&core->ring, cqes, CQE_BATCH);
 	for (unsigned i = 0; i < n; i++) {
@@ -339,7 +342,8 @@ static int core_setup(struct ar_core *core)
 	rc = ar_arena_create(rt->params.arena_bytes, core->info.numa_node, &core->arena);
 	if (rc < 0) {
 		AR_LOG(ERROR, "runtime", "could not allocate the %llu-byte arena of core %u: %s",
-		       (unsigned long long)rt->params.arena_bytes, core->info.index, ar_strerror(rc));
+		       (unsigned long long)rt->params.arena_bytes, core->info.index,
+		       ar_strerror(rc));
 		return rc;
 	}
 	core_wake_arm(core);
@@ -399,8 +403,8 @@ static int runtime_rings_create(struct ar_runtime *rt)
 		for (uint32_t from = 0; from < n; from++) {
 			if (from == to)
 				continue;
-			int rc = ar_spsc_create(rt->params.ring_capacity_messages, core->info.numa_node,
-						&core->inbound[from]);
+			int rc = ar_spsc_create(rt->params.ring_capacity_messages,
+						core->info.numa_node, &core->inbound[from]);
 			if (rc < 0)
 				return rc;
 		}
@@ -415,7 +419,8 @@ static int runtime_params_check(const struct ar_runtime_params *p)
 {
 	if (p->core_count == 0 || p->core_count > AR_CORES_MAX)
 		return -EINVAL;
-	if (p->uring_depth_entries < AR_URING_DEPTH_MIN || p->uring_depth_entries > AR_URING_DEPTH_MAX)
+	if (p->uring_depth_entries < AR_URING_DEPTH_MIN ||
+	    p->uring_depth_entries > AR_URING_DEPTH_MAX)
 		return -EINVAL;
 	if (p->arena_bytes < AR_ARENA_BYTES_MIN || p->arena_bytes > AR_ARENA_BYTES_MAX)
 		return -EINVAL;
@@ -435,7 +440,8 @@ int ar_runtime_start(const struct ar_runtime_params *params, struct ar_runtime *
 	rt->params = *params;
 	pthread_mutex_init(&rt->start_lock, NULL);
 	pthread_cond_init(&rt->start_cond, NULL);
-	rt->cores = aligned_alloc(64, ((sizeof(struct ar_core) * params->core_count + 63) / 64) * 64);
+	rt->cores =
+	    aligned_alloc(64, ((sizeof(struct ar_core) * params->core_count + 63) / 64) * 64);
 	if (!rt->cores) {
 		free(rt);
 		return -ENOMEM;

@@ -73,8 +73,8 @@ static void test_cores_pinned_and_local(void **state)
 	(void)state;
 
 	memset(&p, 0, sizeof(p));
-	struct ar_runtime_params params = params_with((struct ar_core_hooks){
-		.start = placement_start, .ctx = &p });
+	struct ar_runtime_params params =
+	    params_with((struct ar_core_hooks){ .start = placement_start, .ctx = &p });
 	assert_int_equal(ar_runtime_start(&params, &rt), 0);
 	for (uint32_t i = 0; i < CORES; i++) {
 		const struct ar_core_info *info = ar_runtime_core_info(rt, i);
@@ -90,11 +90,11 @@ static void test_cores_pinned_and_local(void **state)
 /* ---- cross-core messages ---- */
 
 struct traffic {
-	uint64_t count; /* per direction */
-	uint64_t sent[CORES];      /* written by the sending core only */
-	uint64_t received[CORES];  /* indexed by receiver, written by it only */
+	uint64_t count;           /* per direction */
+	uint64_t sent[CORES];     /* written by the sending core only */
+	uint64_t received[CORES]; /* indexed by receiver, written by it only */
 	uint64_t backpressure[CORES];
-	_Atomic uint32_t done;     /* receivers that got everything */
+	_Atomic uint32_t done; /* receivers that got everything */
 	_Atomic uint32_t errors;
 };
 
@@ -119,7 +119,8 @@ static void traffic_send(struct ar_core *core, void *ctx)
 	(void)ctx;
 
 	for (int burst = 0; burst < 4096 && traffic->sent[me] < traffic->count; burst++) {
-		struct ar_msg msg = { .fn = traffic_receive, .arg = traffic->sent[me],
+		struct ar_msg msg = { .fn = traffic_receive,
+				      .arg = traffic->sent[me],
 				      .ptr = (void *)(uintptr_t)(traffic->sent[me] ^ 0x5a5a) };
 		int rc = ar_core_send(core, peer, &msg);
 		if (rc == -EAGAIN) {
@@ -151,7 +152,8 @@ static void test_cross_core_messages(void **state)
 	const char *env = getenv("ARGON_STRESS_MESSAGES");
 	t.count = env ? strtoull(env, NULL, 10) : 2000000;
 	traffic = &t;
-	struct ar_runtime_params params = params_with((struct ar_core_hooks){ .start = traffic_start });
+	struct ar_runtime_params params =
+	    params_with((struct ar_core_hooks){ .start = traffic_start });
 	assert_int_equal(ar_runtime_start(&params, &rt), 0);
 	while (atomic_load(&t.done) < CORES)
 		usleep(1000);
@@ -160,8 +162,9 @@ static void test_cross_core_messages(void **state)
 	for (int i = 0; i < CORES; i++) {
 		assert_int_equal(t.received[i], t.count);
 		assert_int_equal(t.sent[i], t.count);
-		print_message("core %d: %llu messages received in order, %llu full-ring retries\n", i,
-			      (unsigned long long)t.received[i], (unsigned long long)t.backpressure[i]);
+		print_message("core %d: %llu messages received in order, %llu full-ring retries\n",
+			      i, (unsigned long long)t.received[i],
+			      (unsigned long long)t.backpressure[i]);
 	}
 	ar_runtime_destroy(rt);
 }
@@ -226,7 +229,8 @@ static void test_timers(void **state)
 
 	memset(&p, 0, sizeof(p));
 	probe = &p;
-	struct ar_runtime_params params = params_with((struct ar_core_hooks){ .start = timer_start });
+	struct ar_runtime_params params =
+	    params_with((struct ar_core_hooks){ .start = timer_start });
 	assert_int_equal(ar_runtime_start(&params, &rt), 0);
 	while (!atomic_load(&p.finished))
 		usleep(1000);
@@ -258,7 +262,8 @@ static void test_start_failure(void **state)
 	struct ar_runtime *rt = NULL;
 	(void)state;
 
-	struct ar_runtime_params params = params_with((struct ar_core_hooks){ .start = failing_start });
+	struct ar_runtime_params params =
+	    params_with((struct ar_core_hooks){ .start = failing_start });
 	assert_int_equal(ar_runtime_start(&params, &rt), -EADDRINUSE);
 	assert_null(rt);
 	params.core_count = 0;

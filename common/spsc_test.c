@@ -59,7 +59,9 @@ static void *stress_producer(void *arg)
 	struct stress *s = arg;
 
 	for (uint64_t i = 0; i < s->count; i++) {
-		struct ar_msg msg = { .fn = noop_fn, .arg = i, .ptr = (void *)(uintptr_t)(i * 7 + 1),
+		struct ar_msg msg = { .fn = noop_fn,
+				      .arg = i,
+				      .ptr = (void *)(uintptr_t)(i * 7 + 1),
 				      .kind = (uint32_t)(i & 0xffff) };
 		while (!ar_spsc_push(s->ring, &msg))
 			sched_yield();

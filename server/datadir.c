@@ -39,7 +39,8 @@ static int datadir_probe_write(int dir_fd, const char *path, char err[AR_CONFIG_
 		rc = datadir_fail(err, -errno, "could not write to data directory \"%s\"", path);
 	close(fd);
 	if (unlinkat(dir_fd, DATADIR_PROBE_NAME, 0) != 0 && rc == 0)
-		rc = datadir_fail(err, -errno, "could not remove a file in data directory \"%s\"", path);
+		rc = datadir_fail(err, -errno, "could not remove a file in data directory \"%s\"",
+				  path);
 	return rc;
 }
 
@@ -68,8 +69,8 @@ int ar_datadir_open(const char *path, struct ar_datadir *dd, char err[AR_CONFIG_
 		owner[strcspn(owner, "\n")] = '\0';
 		if (rc == -EWOULDBLOCK) {
 			snprintf(err, AR_CONFIG_ERROR_BYTES,
-				 "data directory \"%s\" is in use by another page server (pid %s)", path,
-				 owner[0] ? owner : "unknown");
+				 "data directory \"%s\" is in use by another page server (pid %s)",
+				 path, owner[0] ? owner : "unknown");
 			rc = -AR_ELOCKED;
 		} else {
 			datadir_fail(err, rc, "could not lock data directory \"%s\"", path);

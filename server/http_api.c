@@ -34,21 +34,21 @@ static json_t *http_status_json(const struct ar_server *s)
 		const struct ar_core_info *info = ar_runtime_core_info(s->runtime, i);
 		struct ar_pglisten_stats st;
 		ar_pglisten_stats_read(s->pglisten[i], &st);
-		json_array_append_new(cores, json_pack(
-			"{s:I, s:i, s:i, s:b, s:I, s:I, s:I, s:I}",
-			"index", (json_int_t)info->index, "cpu", info->cpu, "numa_node", info->numa_node,
-			"io_uring_single_issuer", info->uring_single_issuer,
-			"connections_accepted", (json_int_t)st.connections_accepted,
-			"connections_active", (json_int_t)st.connections_active,
-			"connections_refused", (json_int_t)st.connections_refused,
-			"queries", (json_int_t)st.queries));
+		json_array_append_new(
+		    cores,
+		    json_pack("{s:I, s:i, s:i, s:b, s:I, s:I, s:I, s:I}", "index",
+			      (json_int_t)info->index, "cpu", info->cpu, "numa_node",
+			      info->numa_node, "io_uring_single_issuer", info->uring_single_issuer,
+			      "connections_accepted", (json_int_t)st.connections_accepted,
+			      "connections_active", (json_int_t)st.connections_active,
+			      "connections_refused", (json_int_t)st.connections_refused, "queries",
+			      (json_int_t)st.queries));
 	}
 	double uptime_s = (double)(ar_core_now_ns() - s->started_ns) / 1e9;
-	return json_pack("{s:s, s:s, s:i, s:f, s:s, s:s, s:s, s:o}",
-			 "status", "ok", "version", AR_VERSION, "pid", (int)getpid(),
-			 "uptime_seconds", uptime_s, "data_dir", s->config.data_dir,
-			 "pg_listen_address", s->pg_address, "http_listen_address", s->http_address,
-			 "cores", cores);
+	return json_pack("{s:s, s:s, s:i, s:f, s:s, s:s, s:s, s:o}", "status", "ok", "version",
+			 AR_VERSION, "pid", (int)getpid(), "uptime_seconds", uptime_s, "data_dir",
+			 s->config.data_dir, "pg_listen_address", s->pg_address,
+			 "http_listen_address", s->http_address, "cores", cores);
 }
 
 static enum MHD_Result http_reply(struct MHD_Connection *conn, unsigned status, json_t *body)
@@ -58,7 +58,8 @@ static enum MHD_Result http_reply(struct MHD_Connection *conn, unsigned status, 
 	if (!text)
 		return MHD_NO;
 	size_t len = strlen(text);
-	struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 	if (!resp) {
 		free(text);
 		return MHD_NO;
@@ -116,12 +117,11 @@ int ar_http_api_start(struct ar_server *server, struct http_api **api_out)
 		return -ENOMEM;
 	api->server = server;
 	api->daemon = MHD_start_daemon(
-		MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, http_handle, api,
-		MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL, /* first, so every message goes through it */
-		MHD_OPTION_LISTEN_SOCKET, server->http_listen_fd,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)AR_HTTP_CONNECTIONS_MAX,
-		MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-		MHD_OPTION_END);
+	    MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, http_handle, api,
+	    MHD_OPTION_EXTERNAL_LOGGER, http_log,
+	    NULL, /* first, so every message goes through it */
+	    MHD_OPTION_LISTEN_SOCKET, server->http_listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)AR_HTTP_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
 	if (!api->daemon) {
 		free(api);
 		return -EIO;

@@ -39,9 +39,11 @@ static void usage(FILE *out)
 		"  -c, --set=NAME=VALUE     set a parameter; overrides the config file\n"
 		"  -V, --version            print the version and exit\n"
 		"  -h, --help               show this help and exit\n\n"
-		"Parameters (units: B, kB, MB, GB, TB or KiB..TiB for _bytes; ms, s, min, h, d for _ms):\n");
+		"Parameters (units: B, kB, MB, GB, TB or KiB..TiB for _bytes; ms, s, min, h, d for "
+		"_ms):\n");
 	ar_config_print_table(out);
-	fprintf(out, "\nStop with SIGTERM or SIGINT; the data directory is locked while running.\n");
+	fprintf(out,
+		"\nStop with SIGTERM or SIGINT; the data directory is locked while running.\n");
 }
 
 /* One error line on stderr, PostgreSQL style, then exit 1. */
@@ -110,7 +112,8 @@ static void load_config(int argc, char **argv, struct ar_config *config)
 		char key[128];
 		const char *eq = strchr(sets[i], '=');
 		if (!eq || eq == sets[i] || (size_t)(eq - sets[i]) >= sizeof(key)) {
-			snprintf(err, sizeof(err), "invalid -c option \"%s\": expected NAME=VALUE", sets[i]);
+			snprintf(err, sizeof(err), "invalid -c option \"%s\": expected NAME=VALUE",
+				 sets[i]);
 			die(err);
 		}
 		memcpy(key, sets[i], (size_t)(eq - sets[i]));
@@ -167,7 +170,8 @@ static void log_cores(const struct ar_server *s)
 	for (uint32_t i = 0; i < s->config.core_count; i++) {
 		const struct ar_core_info *info = ar_runtime_core_info(s->runtime, i);
 		AR_LOG(LOG, "runtime",
-		       "core %u pinned to CPU %d on NUMA node %d (io_uring %u entries%s, arena %llu MiB)",
+		       "core %u pinned to CPU %d on NUMA node %d (io_uring %u entries%s, arena "
+		       "%llu MiB)",
 		       info->index, info->cpu, info->numa_node, s->config.io_uring_depth_entries,
 		       info->uring_single_issuer ? ", single issuer" : "",
 		       (unsigned long long)(s->config.core_arena_bytes >> 20));
@@ -187,7 +191,8 @@ int main(int argc, char **argv)
 	 * bad start prints exactly one line. */
 	if (ar_datadir_open(s.config.data_dir, &s.datadir, err) < 0)
 		die(err);
-	bind_listener(s.config.pg_listen_address, &s.pg_listen_fd, s.pg_address, sizeof(s.pg_address));
+	bind_listener(s.config.pg_listen_address, &s.pg_listen_fd, s.pg_address,
+		      sizeof(s.pg_address));
 	bind_listener(s.config.http_listen_address, &s.http_listen_fd, s.http_address,
 		      sizeof(s.http_address));
 	AR_LOG(LOG, "server", "starting argon-pageserver %s (tcmalloc %s, sanitize %s)", AR_VERSION,
@@ -212,8 +217,8 @@ int main(int argc, char **argv)
 	};
 	int rc = ar_runtime_start(&params, &s.runtime);
 	if (rc < 0) {
-		snprintf(err, sizeof(err), "could not start %u core threads: %s", s.config.core_count,
-			 ar_strerror(rc));
+		snprintf(err, sizeof(err), "could not start %u core threads: %s",
+			 s.config.core_count, ar_strerror(rc));
 		die(err);
 	}
 	log_cores(&s);
@@ -228,12 +233,14 @@ int main(int argc, char **argv)
 		int sig = sigwaitinfo(&signals, &info);
 		if (sig == SIGTERM || sig == SIGINT) {
 			AR_LOG(LOG, "server", "received %s shutdown request (%s)",
-			       sig == SIGTERM ? "fast" : "interactive", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			       sig == SIGTERM ? "fast" : "interactive",
+			       sig == SIGTERM ? "SIGTERM" : "SIGINT");
 			break;
 		}
 		if (sig == SIGHUP)
-			AR_LOG(LOG, "server", "received SIGHUP; configuration reload is not supported, "
-					      "restart to apply changes");
+			AR_LOG(LOG, "server",
+			       "received SIGHUP; configuration reload is not supported, "
+			       "restart to apply changes");
 	}
 
 	uint64_t stop_started_ns = ar_core_now_ns();

@@ -68,15 +68,19 @@ static json_t *api_get(const char *base, const char *path, long *status_out)
 	CURLcode rc = curl_easy_perform(curl);
 	if (rc != CURLE_OK) {
 		fprintf(stderr, "argonctl: could not reach the management API at %s: %s\n", url,
-			r.too_big ? "reply too large" : curl_err[0] ? curl_err : curl_easy_strerror(rc));
+			r.too_big     ? "reply too large"
+			: curl_err[0] ? curl_err
+				      : curl_easy_strerror(rc));
 		goto out;
 	}
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status_out);
 	json_error_t jerr;
 	body = json_loadb(r.data ? r.data : "", r.len, 0, &jerr);
 	if (!body)
-		fprintf(stderr, "argonctl: the management API at %s answered HTTP %ld with invalid JSON: %s\n",
-			url, *status_out, jerr.text);
+		fprintf(
+		    stderr,
+		    "argonctl: the management API at %s answered HTTP %ld with invalid JSON: %s\n",
+		    url, *status_out, jerr.text);
 out:
 	curl_easy_cleanup(curl);
 	free(r.data);
@@ -87,18 +91,23 @@ static void print_status(json_t *st)
 {
 	printf("status:               %s\n", json_string_value(json_object_get(st, "status")));
 	printf("version:              %s\n", json_string_value(json_object_get(st, "version")));
-	printf("pid:                  %lld\n", (long long)json_integer_value(json_object_get(st, "pid")));
-	printf("uptime:               %.1f s\n", json_number_value(json_object_get(st, "uptime_seconds")));
+	printf("pid:                  %lld\n",
+	       (long long)json_integer_value(json_object_get(st, "pid")));
+	printf("uptime:               %.1f s\n",
+	       json_number_value(json_object_get(st, "uptime_seconds")));
 	printf("data directory:       %s\n", json_string_value(json_object_get(st, "data_dir")));
-	printf("PostgreSQL protocol:  %s\n", json_string_value(json_object_get(st, "pg_listen_address")));
+	printf("PostgreSQL protocol:  %s\n",
+	       json_string_value(json_object_get(st, "pg_listen_address")));
 	printf("management API:       http://%s\n",
 	       json_string_value(json_object_get(st, "http_listen_address")));
 	json_t *cores = json_object_get(st, "cores");
 	printf("cores:                %zu\n", json_array_size(cores));
 	size_t i;
 	json_t *core;
-	json_array_foreach(cores, i, core) {
-		printf("  core %lld: CPU %lld, NUMA node %lld, connections %lld active / %lld accepted, "
+	json_array_foreach(cores, i, core)
+	{
+		printf("  core %lld: CPU %lld, NUMA node %lld, connections %lld active / %lld "
+		       "accepted, "
 		       "%lld queries\n",
 		       (long long)json_integer_value(json_object_get(core, "index")),
 		       (long long)json_integer_value(json_object_get(core, "cpu")),
@@ -111,17 +120,18 @@ static void print_status(json_t *st)
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"argonctl controls an Argon page server through its management API.\n\n"
-		"Usage:\n"
-		"  argonctl [OPTION]... COMMAND\n\n"
-		"Commands:\n"
-		"  status           show the server's status, listeners and cores\n\n"
-		"Options:\n"
-		"  -a, --api=URL    management API (default $ARGON_API_URL or http://127.0.0.1:9898)\n"
-		"  -j, --json       print the server's JSON answer as it is\n"
-		"  -V, --version    print the version and exit\n"
-		"  -h, --help       show this help and exit\n");
+	fprintf(
+	    out,
+	    "argonctl controls an Argon page server through its management API.\n\n"
+	    "Usage:\n"
+	    "  argonctl [OPTION]... COMMAND\n\n"
+	    "Commands:\n"
+	    "  status           show the server's status, listeners and cores\n\n"
+	    "Options:\n"
+	    "  -a, --api=URL    management API (default $ARGON_API_URL or http://127.0.0.1:9898)\n"
+	    "  -j, --json       print the server's JSON answer as it is\n"
+	    "  -V, --version    print the version and exit\n"
+	    "  -h, --help       show this help and exit\n");
 }
 
 int main(int argc, char **argv)
@@ -141,11 +151,21 @@ int main(int argc, char **argv)
 		api = "http://127.0.0.1:9898";
 	while ((opt = getopt_long(argc, argv, "a:jVh", options, NULL)) != -1) {
 		switch (opt) {
-		case 'a': api = optarg; break;
-		case 'j': json_out = true; break;
-		case 'V': printf("argonctl %s\n", AR_VERSION); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		case 'a':
+			api = optarg;
+			break;
+		case 'j':
+			json_out = true;
+			break;
+		case 'V':
+			printf("argonctl %s\n", AR_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
 		}
 	}
 	if (optind != argc - 1 || strcmp(argv[optind], "status") != 0) {

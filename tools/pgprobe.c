@@ -36,7 +36,8 @@ probe_checksum(const char *path)
 	fd = open(path, O_RDONLY);
 	if (fd < 0)
 	{
-		fprintf(stderr, "argon-pgprobe: could not open \"%s\": %s\n", path, strerror(errno));
+		fprintf(stderr, "argon-pgprobe: could not open \"%s\": %s\n",
+				path, strerror(errno));
 		return 2;
 	}
 	/* palloc: the backend's memory contexts work in this process. */

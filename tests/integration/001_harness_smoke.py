@@ -10,7 +10,6 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -103,23 +102,24 @@ def test_stop_leaves_nothing():
     cluster.sql("SELECT 1")
     server.boto3_client().list_buckets()
 
-    pids = [cluster.pid] + procs.children_of(cluster.pid)
-    for pid in server.pids.values():
-        pids += [pid] + procs.children_of(pid)
+    daemons = [cluster.pid] + list(server.pids.values())
+    pids = list(daemons)
+    for pid in daemons:
+        pids += procs.children_of(pid)
     dirs = [cluster.dir, server.dir]
-    assert all(procs.pid_alive(pid) for pid in pids)
+    assert all(procs.pid_alive(pid) for pid in daemons)
     assert all(os.path.isdir(d) for d in dirs)
 
     cluster.stop()
     server.stop()
     assert _all_gone(pids, 5.0) == []
-    for pid in pids:
+    for pid in daemons:
+        # Our own children, so already reaped: the PID is free.
         with pytest.raises(ProcessLookupError):
-            # Reaped, or at worst a zombie that init has not collected yet.
-            if os.path.exists("/proc/%d" % pid) and \
-                    not procs.pid_alive(pid):
-                raise ProcessLookupError(pid)
             os.kill(pid, 0)
+    for pid in pids:
+        # Grandchildren: absent, or at most a zombie init has yet to reap.
+        assert not procs.pid_alive(pid)
     assert not any(os.path.exists(d) for d in dirs)
     registered = {d.pid for d in procs.daemons()}
     assert registered.isdisjoint(pids)
@@ -142,22 +142,43 @@ time.sleep(600)
 
 def _start_child():
     """Start the child; return (Popen, its report) once its cluster is
-    up."""
-    child = subprocess.Popen([PYTHON, "-c", _CHILD], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE,
-                             env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
-    ready, _, _ = select.select([child.stdout], [], [], 60.0)
-    line = child.stdout.readline() if ready else b""
-    if not line:
-        child.kill()
-        _, err = child.communicate(timeout=10)
-        pytest.fail("child did not start its cluster:\n"
-                    + err.decode("utf-8", "replace"))
-    report = json.loads(line)
-    assert all(procs.pid_alive(pid) for pid in report["pids"])
-    assert os.path.isdir(report["dir"])
-    assert procs.PIDFILE_NAME in os.listdir(report["dir"])
+    up.  The child dies with us (death signal) if this test is killed."""
+    child = subprocess.Popen(
+        [PYTHON, "-c", _CHILD], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
+        preexec_fn=procs.death_signal_preexec(signal.SIGKILL))
+    try:
+        ready, _, _ = select.select([child.stdout], [], [], 60.0)
+        line = child.stdout.readline() if ready else b""
+        if not line:
+            child.terminate()
+            _, err = child.communicate(timeout=10)
+            pytest.fail("child did not start its cluster:\n"
+                        + err.decode("utf-8", "replace"))
+        report = json.loads(line)
+        # Only the postmaster is sure to be alive: the snapshot of its
+        # children may include a backend that was just exiting.
+        assert procs.pid_alive(report["pids"][0])
+        assert os.path.isdir(report["dir"])
+        assert procs.PIDFILE_NAME in os.listdir(report["dir"])
+    except BaseException:
+        _end_child(child)
+        raise
     return child, report
+
+
+def _end_child(child):
+    """Make sure the child is gone (SIGTERM lets it clean up)."""
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=10)
+    child.stdout.close()
+    child.stderr.close()
 
 
 def _wait_path_gone(path, timeout):
@@ -169,20 +190,22 @@ def _wait_path_gone(path, timeout):
 
 def test_sigterm_cleans_up(pg):
     child, report = _start_child()
-    child.send_signal(signal.SIGTERM)
-    assert child.wait(timeout=10) == -signal.SIGTERM
+    try:
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        _end_child(child)
     assert _all_gone(report["pids"], 5.0) == []
     assert _wait_path_gone(report["dir"], 5.0)
-    child.stdout.close()
-    child.stderr.close()
 
 
 def test_sigkill_cleans_up(pg):
     child, report = _start_child()
-    child.kill()
-    assert child.wait(timeout=10) == -signal.SIGKILL
-    child.stdout.close()
-    child.stderr.close()
+    try:
+        child.kill()
+        assert child.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        _end_child(child)
     # The death signal stops the server; nothing could remove the
     # directory, so the next sweep does.
     assert _all_gone(report["pids"], 10.0) == []

@@ -245,11 +245,12 @@ def log_tail(path, lines=30):
     return "\n".join(data.splitlines()[-lines:])
 
 
-def _make_preexec(death_signal):
-    """Build the function run in the child between fork() and exec().
+def death_signal_preexec(death_signal):
+    """Build a preexec_fn that makes the child get death_signal when we die.
 
-    It runs after subprocess has switched user and group, which matters:
-    the kernel clears the death signal when credentials change.
+    Usable with any subprocess.Popen.  It runs after subprocess has
+    switched user and group, which matters: the kernel clears the death
+    signal when credentials change.
     """
     parent = os.getpid()
 
@@ -284,7 +285,7 @@ def start_daemon(argv, *, name, log_path, owner_dir=None, user=None,
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             env=env, cwd=cwd, user=user, group=group,
             start_new_session=True, close_fds=True,
-            preexec_fn=_make_preexec(death_signal))
+            preexec_fn=death_signal_preexec(death_signal))
     start_time = proc_start_time(popen.pid) or 0
     daemon = Daemon(name, popen, argv, log_path, owner_dir, start_time,
                     stop_signals, hard_signal)
@@ -305,7 +306,7 @@ def run(argv, *, timeout=120, user=None, group=None, env=None, cwd=None,
     proc = subprocess.run(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, env=env, cwd=cwd, user=user, group=group,
-        timeout=timeout, preexec_fn=_make_preexec(signal.SIGKILL))
+        timeout=timeout, preexec_fn=death_signal_preexec(signal.SIGKILL))
     output = proc.stdout.decode("utf-8", "replace")
     if log_path is not None:
         with open(log_path, "a") as f:
@@ -487,6 +488,8 @@ def _ensure_installed():
         return
     for signum in (signal.SIGTERM, signal.SIGINT):
         previous = signal.getsignal(signum)
+        if previous == signal.SIG_IGN:
+            continue        # e.g. SIGINT in a background job: keep ignoring
         _previous_handlers[signum] = previous if previous is not None \
             else signal.SIG_DFL
         signal.signal(signum, _on_signal)

@@ -90,7 +90,8 @@ use = egg:swift#{kind}
 _PROXY_TAIL = """
 [pipeline:main]
 pipeline = catch_errors gatekeeper healthcheck proxy-logging cache \
-listing_formats bulk s3api tempauth copy slo dlo proxy-logging proxy-server
+listing_formats bulk s3api tempauth copy slo dlo versioned_writes \
+proxy-logging proxy-server
 
 [app:proxy-server]
 use = egg:swift#proxy
@@ -134,6 +135,10 @@ use = egg:swift#slo
 
 [filter:dlo]
 use = egg:swift#dlo
+
+# Swift inserts this one itself (and logs that it did) when it is missing.
+[filter:versioned_writes]
+use = egg:swift#versioned_writes
 """
 
 
