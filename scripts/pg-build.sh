@@ -12,7 +12,13 @@
 # private sources directory and list cache under the build cache.
 set -euo pipefail
 
-cache=${ARGON_PG_CACHE:-/var/cache/argon/postgresql}
+# Cached per machine: /var/cache for root, the user's cache directory otherwise.
+if [[ $(id -u) -eq 0 ]]; then
+	default_cache=/var/cache/argon/postgresql
+else
+	default_cache=${XDG_CACHE_HOME:-$HOME/.cache}/argon/postgresql
+fi
+cache=${ARGON_PG_CACHE:-$default_cache}
 configure_flags=(--without-icu --without-readline --with-zstd --with-lz4 --enable-debug)
 log() { echo "pg-build: $*" >&2; }
 

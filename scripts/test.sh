@@ -3,7 +3,8 @@
 #   1. install what is missing (scripts/bootstrap.sh; quick when all is there)
 #   2. build PostgreSQL 15 from Debian's source package once (cached by version)
 #   3. build Argon (gcc) and run the unit, integration and tidy suites
-#   4. build Argon with clang, ASan+UBSan and libFuzzer; run the unit and fuzz suites
+#   4. build Argon with clang, ASan+UBSan and libFuzzer; run the unit, fuzz and
+#      integration suites again (the servers under the sanitizers)
 # Prints each stage's duration and ends with "N passed, N failed, N skipped".
 # Environment: ARGON_FUZZ_SECONDS (per fuzz target, default 30).
 set -uo pipefail
@@ -41,10 +42,10 @@ stage build setup build || exit 1
 stage tests meson test -C build --suite unit --suite integration --suite tidy \
 	--print-errorlogs --num-processes 2
 stage asan-fuzz-build env CC=clang bash -c "$(declare -f setup); setup build-asan \
-	-Dfuzz=true -Dfuzz_seconds=$fuzz_seconds -Db_sanitize=address,undefined -Db_lundef=false \
-	-Dintegration=false" || exit 1
-stage asan-unit-and-fuzz meson test -C build-asan --suite unit --suite fuzz --print-errorlogs \
-	--num-processes 2
+	-Dfuzz=true -Dfuzz_seconds=$fuzz_seconds -Db_sanitize=address,undefined -Db_lundef=false" \
+	|| exit 1
+stage asan-tests meson test -C build-asan --suite unit --suite fuzz --suite integration \
+	--print-errorlogs --num-processes 2
 
 summary=$(./scripts/test-summary.sh build build-asan)
 echo "test.sh: $summary"

@@ -100,10 +100,21 @@ class PageServer:
             return None, time.monotonic() - started
         return status, time.monotonic() - started
 
+    def sanitizer_reports(self):
+        """Reports of ThreadSanitizer/AddressSanitizer/UBSan in the server's log."""
+        markers = ("WARNING: ThreadSanitizer", "ERROR: AddressSanitizer",
+                   "runtime error:", "ERROR: LeakSanitizer")
+        return [line for line in self.log().splitlines() if any(m in line for m in markers)]
+
     def stop(self):
         if self.daemon is not None:
             self.daemon.stop(timeout=10.0)
+        reports = self.sanitizer_reports()
+        log = self.log()
         procs.remove_temp_dir(self.dir)
+        # A sanitizer build reports races and memory errors in the log: fail on them.
+        if reports:
+            raise AssertionError("argon-pageserver sanitizer report:\n" + log[-8000:])
 
     def __enter__(self):
         return self
