@@ -126,8 +126,11 @@ static void pglisten_accept_done(struct ar_core *core, struct ar_io *io, int res
 	struct ar_pglisten *l = (struct ar_pglisten *)((char *)io - offsetof(struct ar_pglisten,
 									       accept_io));
 	(void)core;
-	if (l->stopping)
+	if (l->stopping) {
+		if (result >= 0)
+			close(result);
 		return;
+	}
 	if (result < 0) {
 		if (result != -EAGAIN && result != -EINTR && result != -ECONNABORTED)
 			AR_LOG(WARNING, "pglisten", "core %u: accept failed: %s",

@@ -429,7 +429,7 @@ static int runtime_params_check(const struct ar_runtime_params *p)
 
 int ar_runtime_start(const struct ar_runtime_params *params, struct ar_runtime **runtime_out)
 {
-	static int cpus[CPU_SETSIZE];
+	int cpus[CPU_SETSIZE];
 	int rc = runtime_params_check(params);
 
 	if (rc < 0)
