@@ -12,6 +12,10 @@ static const char *const ar_err_names[AR_EMAX - AR_EBASE] = {
 	[AR_ENOTENANT - AR_EBASE] = "unknown tenant",
 	[AR_ELOCKED - AR_EBASE] = "data directory is locked by another process",
 	[AR_ELIMIT - AR_EBASE] = "limit reached",
+	[AR_EBELOWGC - AR_EBASE] = "LSN is below the garbage collection cutoff",
+	[AR_ENOTIMELINE - AR_EBASE] = "unknown timeline",
+	[AR_EHASCHILDREN - AR_EBASE] = "timeline has child branches",
+	[AR_ENOKEY - AR_EBASE] = "key does not exist at this LSN",
 };
 
 const char *ar_strerror(int result)

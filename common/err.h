@@ -16,6 +16,10 @@ enum ar_err {
 	AR_ENOTENANT,  /* unknown tenant */
 	AR_ELOCKED,    /* data directory held by another process */
 	AR_ELIMIT,     /* a limit in common/limits.h was reached */
+	AR_EBELOWGC,   /* an LSN below the timeline's GC cutoff */
+	AR_ENOTIMELINE, /* unknown timeline */
+	AR_EHASCHILDREN, /* the timeline has branches */
+	AR_ENOKEY,     /* the key does not exist at that LSN */
 	AR_EMAX,
 };
 

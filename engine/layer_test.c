@@ -10,6 +10,7 @@
 #include "common/err.h"
 #include "common/vfs.h"
 #include "engine/layer.h"
+#include "engine/manifest.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -360,8 +361,59 @@ static void test_misdirected_index_entry(void **state)
 	ar_vfs_destroy(vfs);
 }
 
+/* ARGON_WRITE_CORPUS=DIR: write seed inputs for the layer and manifest fuzzers. */
+static void dump_corpus(const char *dir)
+{
+	struct ar_vfs *vfs = new_vfs();
+	char path[512];
+	uint64_t size;
+
+	struct version *v = make_versions(30, 2, 3);
+	write_layer(vfs, "/l/seed", LYR_DELTA, v, 60, 512);
+	uint8_t *b = read_file(vfs, "/l/seed", &size);
+	snprintf(path, sizeof(path), "%s/layer/delta-30x2", dir);
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(b, 1, size, f), size);
+	fclose(f);
+	free(b);
+	struct manifest_layer layers[2] = {
+		{ .info = { .kind = LYR_DELTA,
+			    .keys = { ar_key_min(), ar_key_max() },
+			    .lsn_start = 0x100,
+			    .lsn_end = 0x200 },
+		  .seq = 0 },
+		{ .info = { .kind = LYR_IMAGE,
+			    .keys = { v[0].key, v[9].key },
+			    .lsn_start = 0x180,
+			    .lsn_end = 0x181 },
+		  .level = 1,
+		  .seq = 1 },
+	};
+	struct manifest m = { .start_lsn = 0x100,
+			      .disk_consistent_lsn = 0x1FF,
+			      .next_seq = 2,
+			      .layer_count = 2,
+			      .layers = layers,
+			      .has_ancestor = true,
+			      .ancestor_lsn = 0xF0 };
+	uint8_t mb[512];
+	manifest_encode(&m, mb);
+	snprintf(path, sizeof(path), "%s/manifest/two-layers", dir);
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(mb, 1, manifest_encoded_bytes(&m), f), manifest_encoded_bytes(&m));
+	fclose(f);
+	free(v);
+	ar_vfs_destroy(vfs);
+}
+
 int main(void)
 {
+	if (getenv("ARGON_WRITE_CORPUS")) {
+		dump_corpus(getenv("ARGON_WRITE_CORPUS"));
+		return 0;
+	}
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_delta_round_trip_deep_index),
 		cmocka_unit_test(test_image_and_empty_and_names),

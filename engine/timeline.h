@@ -1,0 +1,101 @@
+/*
+ * timeline.h - One timeline shard: its in-memory layers, its layer files, its
+ * manifest, and GetPage@LSN over them, falling through to the ancestor at the
+ * branch LSN.  Owned by one core; nothing here is thread-safe.
+ *
+ * LSNs: a timeline holds values with LSN >= start_lsn (a branch starts at its
+ * ancestor LSN + 1).  Everything at or below disk_consistent_lsn is in layer
+ * files listed by the durable manifest; above it, only in memory (the WAL log of
+ * the ingest issue makes that durable).  Reads at LSN X see every value with
+ * LSN <= X; below the GC cutoff they are refused.
+ */
+#ifndef AR_ENGINE_TIMELINE_H
+#define AR_ENGINE_TIMELINE_H
+
+#include "common/vfs.h"
+#include "engine/blockcache.h"
+#include "engine/key.h"
+#include "engine/layer.h"
+#include "engine/manifest.h"
+#include "engine/redo.h"
+#include "engine/value.h"
+
+#include <stdint.h>
+
+/* What every timeline of a tenant shares: the disk, the cache, the redo. */
+struct tl_env {
+	struct ar_vfs *vfs;
+	struct ar_blockcache *cache;
+	struct ar_redo *redo;
+	uint64_t next_file_id; /* block cache ids, unique per env */
+	struct lyr_writer_options layer_options;
+	uint64_t checkpoint_distance_bytes; /* freeze the open layer past this */
+};
+
+/* Counters that prove the work was real (tests, metrics). */
+struct tl_stats {
+	uint64_t puts;
+	uint64_t gets;
+	uint64_t freezes;
+	uint64_t flushes;
+	uint64_t layers_written;
+	uint64_t redo_calls;
+	uint64_t records_applied;
+	uint64_t images_returned;
+	uint64_t ancestor_fallthroughs;
+	uint64_t manifest_writes;
+	uint64_t strays_removed;
+};
+
+struct ar_timeline;
+
+/* Create a timeline in dir (created); durable when this returns.  A root has no
+ * ancestor and starts at start_lsn; a branch starts at ancestor_lsn + 1 and
+ * writes only its manifest: O(1) in the ancestor's size. */
+__attribute__((warn_unused_result)) int tl_create(struct tl_env *env, const char *dir,
+						  const struct tl_id *id,
+						  struct ar_timeline *ancestor, ar_lsn ancestor_lsn,
+						  ar_lsn start_lsn, struct ar_timeline **tl_out);
+/* Open an existing timeline from its manifest; files of an interrupted flush,
+ * compaction or GC (not listed) are removed.  ancestor must be the timeline the
+ * manifest names (the tenant resolves it).  err names the file on -AR_ECORRUPT. */
+__attribute__((warn_unused_result)) int tl_open(struct tl_env *env, const char *dir,
+						struct ar_timeline *ancestor,
+						struct ar_timeline **tl_out,
+						char err[LYR_ERROR_BYTES]);
+/* Read a manifest without opening the timeline (to learn its ancestor). */
+__attribute__((warn_unused_result)) int tl_read_manifest(struct tl_env *env, const char *dir,
+							 struct manifest *out,
+							 char err[LYR_ERROR_BYTES]);
+/* Free memory; nothing is written (unflushed values are lost, as in a crash). */
+void tl_close(struct ar_timeline *tl);
+
+/* Store a value.  lsn >= start, >= the last put's LSN, > disk_consistent_lsn. */
+__attribute__((warn_unused_result)) int tl_put(struct ar_timeline *tl, const struct ar_key *key,
+					       ar_lsn lsn, const struct ar_value *value);
+/* Freeze the open in-memory layer if it holds checkpoint_distance_bytes (force:
+ * whenever it holds anything).  Call between WAL records, never inside one. */
+void tl_maybe_freeze(struct ar_timeline *tl, bool force);
+/* Write every frozen in-memory layer as an L0 delta, then the manifest. */
+__attribute__((warn_unused_result)) int tl_flush(struct ar_timeline *tl);
+
+/* GetPage@LSN: the value of key as of lsn (an image, or rebuilt by redo) into out
+ * (AR_PAGE_BYTES).  -AR_ENOKEY if it does not exist, -AR_EBELOWGC below the cutoff,
+ * -ERANGE above the last LSN put, -AR_ECORRUPT with tl_error() naming file/offset. */
+__attribute__((warn_unused_result)) int tl_get(struct ar_timeline *tl, const struct ar_key *key,
+					       ar_lsn lsn, uint8_t out[AR_PAGE_BYTES],
+					       uint32_t *len_out);
+const char *tl_error(const struct ar_timeline *tl);
+
+const struct tl_id *tl_id(const struct ar_timeline *tl);
+struct ar_timeline *tl_ancestor(const struct ar_timeline *tl);
+ar_lsn tl_ancestor_lsn(const struct ar_timeline *tl);
+ar_lsn tl_start_lsn(const struct ar_timeline *tl);
+ar_lsn tl_last_record_lsn(const struct ar_timeline *tl);
+ar_lsn tl_disk_consistent_lsn(const struct ar_timeline *tl);
+ar_lsn tl_gc_cutoff(const struct ar_timeline *tl);
+uint32_t tl_layer_count(const struct ar_timeline *tl);
+const struct manifest_layer *tl_layer(const struct ar_timeline *tl, uint32_t index);
+const struct tl_stats *tl_stats(const struct ar_timeline *tl);
+
+#endif
