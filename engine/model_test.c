@@ -19,6 +19,8 @@
 #include "engine/redo.h"
 #include "engine/tenant.h"
 
+#include <errno.h>
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -69,6 +71,7 @@ struct model {
 	struct tl_env env;
 	struct ar_tenant *tenant;
 	uint64_t ops_put, ops_branch, ops_freeze, ops_flush, ops_restart, reads, reads_missing;
+	uint64_t ops_compact, ops_images, ops_gc, branches_refused, reads_below_gc;
 	uint64_t reads_branch_point, max_depth;
 	struct tl_stats totals;
 };
@@ -156,6 +159,9 @@ static void check_read(struct model *m, int t, int key, ar_lsn lsn)
 
 	assert_non_null(tl);
 	int expect = model_get(m, t, key, lsn, want);
+	if (lsn < tl_gc_cutoff(tl))
+		expect =
+		    -AR_EBELOWGC; /* the data may be there (a branch needs it): still refused */
 	int rc = tl_get(tl, &m->keys[key], lsn, got, &len);
 	m->reads++;
 	if (rc != expect)
@@ -237,8 +243,6 @@ static void op_put(struct model *m, int t)
 
 static void op_branch(struct model *m)
 {
-	if (m->count == TIMELINES_MAX)
-		return;
 	/* Prefer the deepest timelines so the ancestry gets deep. */
 	int p = (int)rnd_below(m, (uint64_t)m->count);
 	for (int i = 0; i < m->count; i++)
@@ -249,7 +253,20 @@ static void op_branch(struct model *m)
 		return;
 	ar_lsn lo = parent->start ? parent->start - 1 : 0;
 	ar_lsn lsn = lo + rnd_below(m, parent->last - lo + 1);
-	int c = m->count;
+	int c = m->count < TIMELINES_MAX ? m->count : TIMELINES_MAX - 1;
+	struct ar_timeline *ptl0 = tenant_timeline(m->tenant, &parent->id);
+	if (tl_gc_cutoff(ptl0) > lo && rnd_below(m, 5) == 0)
+		lsn = lo + rnd_below(m, tl_gc_cutoff(ptl0) - lo); /* below the cutoff, on purpose */
+	if (lsn < tl_gc_cutoff(ptl0)) {
+		struct tl_id id = make_id(c);
+		struct ar_timeline *none;
+		assert_int_equal(tenant_branch(m->tenant, &parent->id, lsn, &id, &none),
+				 -AR_EBELOWGC);
+		m->branches_refused++;
+		return;
+	}
+	if (m->count == TIMELINES_MAX)
+		return;
 	struct mtl *child = &m->tls[c];
 	memset(child, 0, sizeof(*child));
 	child->id = make_id(c);
@@ -281,6 +298,13 @@ static void sum_stats(struct model *m)
 		m->totals.ancestor_fallthroughs += s->ancestor_fallthroughs;
 		m->totals.flushes += s->flushes;
 		m->totals.strays_removed += s->strays_removed;
+		m->totals.compactions += s->compactions;
+		m->totals.l1_written += s->l1_written;
+		m->totals.images_created += s->images_created;
+		m->totals.gc_layers_removed += s->gc_layers_removed;
+		m->totals.backpressure += s->backpressure;
+		if (s->index_levels_max > m->totals.index_levels_max)
+			m->totals.index_levels_max = s->index_levels_max;
 	}
 }
 
@@ -315,9 +339,51 @@ static void op_flush(struct model *m, int t)
 	tl_maybe_freeze(tl, rnd_below(m, 2) == 0);
 	m->tls[t].sealed = true;
 	m->ops_freeze++;
-	assert_int_equal(tl_flush(tl), 0);
+	int rc = tl_flush(tl);
+	if (rc == -EAGAIN) {
+		/* Backpressure: compaction must catch up first. */
+		bool did;
+		assert_int_equal(tl_compact(tl, &did), 0);
+		assert_true(did);
+		rc = tl_flush(tl);
+	}
+	assert_int_equal(rc, 0);
 	m->tls[t].durable = tl_disk_consistent_lsn(tl);
 	m->ops_flush++;
+}
+
+static void op_compact(struct model *m, int t)
+{
+	struct ar_timeline *tl = tenant_timeline(m->tenant, &m->tls[t].id);
+	bool did;
+	assert_int_equal(tl_compact(tl, &did), 0);
+	m->ops_compact += did;
+	if (rnd_below(m, 2)) {
+		assert_int_equal(tl_create_images(tl, &did), 0);
+		m->ops_images += did;
+	}
+}
+
+static void op_gc(struct model *m, int t)
+{
+	struct ar_timeline *tl = tenant_timeline(m->tenant, &m->tls[t].id);
+	ar_lsn retain[TIMELINES_MAX];
+	uint32_t n = tenant_child_lsns(m->tenant, tl, retain, TIMELINES_MAX);
+	ar_lsn cur = tl_gc_cutoff(tl), top = tl_disk_consistent_lsn(tl);
+	if (top <= cur)
+		return;
+	uint32_t removed;
+	ar_lsn cutoff = cur + rnd_below(m, top - cur + 1);
+	assert_int_equal(tl_gc(tl, cutoff, retain, n, &removed), 0);
+	assert_int_equal(tl_gc_cutoff(tl), cutoff);
+	m->ops_gc++;
+	/* Below the cutoff: refused, clearly. */
+	if (cutoff > tl_start_lsn(tl)) {
+		uint8_t page[AR_PAGE_BYTES];
+		uint32_t len;
+		assert_int_equal(tl_get(tl, &m->keys[0], cutoff - 1, page, &len), -AR_EBELOWGC);
+		m->reads_below_gc++;
+	}
 }
 
 static void reads_after_step(struct model *m)
@@ -361,7 +427,12 @@ static void model_setup(struct model *m, uint64_t seed)
 	m->env = (struct tl_env){ .vfs = m->vfs,
 				  .cache = m->cache,
 				  .redo = &ar_test_redo,
-				  .checkpoint_distance_bytes = 16 * 1024,
+				  .checkpoint_distance_bytes = 32 * 1024,
+				  .compact = { .compaction_threshold = 8,
+					       .compaction_l0_max = 24,
+					       .compaction_target_bytes = 512 * 1024,
+					       .image_creation_threshold = 3,
+					       .image_target_bytes = 64 * 1024 },
 				  .layer_options = { .block_target_bytes = 4096,
 						     .index_node_bytes = 512 } };
 	struct tenant_params params = { .shards = { .shard_count = 1 } };
@@ -393,12 +464,17 @@ static void model_run(uint64_t seed, uint64_t ops)
 	model_setup(m, seed);
 	for (uint64_t i = 0; i < ops; i++) {
 		uint64_t r = rnd_below(m, 1000);
-		int t = (int)rnd_below(m, (uint64_t)m->count);
-		if (r < 880)
+		/* The root gets half the work, so its layers grow deep indexes. */
+		int t = rnd_below(m, 2) ? 0 : (int)rnd_below(m, (uint64_t)m->count);
+		if (r < 860)
 			op_put(m, t);
-		else if (r < 960)
+		else if (r < 930)
 			op_flush(m, t);
-		else if (r < 985)
+		else if (r < 955)
+			op_compact(m, t);
+		else if (r < 970)
+			op_gc(m, t);
+		else if (r < 992)
 			op_branch(m);
 		else
 			op_restart(m);
@@ -418,7 +494,21 @@ static void model_run(uint64_t seed, uint64_t ops)
 		      (unsigned long long)m->totals.redo_calls,
 		      (unsigned long long)m->totals.images_returned,
 		      (unsigned long long)m->totals.ancestor_fallthroughs);
+	print_message(
+	    "  compactions %llu (L1 written %llu), images created %llu, GC runs %llu "
+	    "(layers removed %llu, reads below cutoff %llu), branches below cutoff "
+	    "refused %llu, backpressure %llu, deepest index %u levels\n",
+	    (unsigned long long)m->totals.compactions, (unsigned long long)m->totals.l1_written,
+	    (unsigned long long)m->totals.images_created, (unsigned long long)m->ops_gc,
+	    (unsigned long long)m->totals.gc_layers_removed, (unsigned long long)m->reads_below_gc,
+	    (unsigned long long)m->branches_refused, (unsigned long long)m->totals.backpressure,
+	    m->totals.index_levels_max);
 	/* Every operation kind did real work. */
+	assert_true(m->totals.compactions > 0);
+	assert_true(m->totals.images_created > 0);
+	assert_true(m->totals.gc_layers_removed > 0);
+	assert_true(m->totals.index_levels_max >= 3);
+	assert_true(m->branches_refused > 0);
 	assert_true(m->ops_branch >= 5);
 	assert_true(m->max_depth >= 5);
 	assert_true(m->ops_restart > 0);

@@ -25,6 +25,7 @@
 #include "common/err.h"
 #include "common/limits.h"
 #include "engine/inmem.h"
+#include "engine/timeline_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -32,56 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TL_FROZEN_MAX 64
-#define TL_MANIFEST "manifest"
-#define TL_MANIFEST_TMP "manifest.tmp"
-
-struct tl_layer {
-	struct manifest_layer ml;
-	struct lyr_reader *reader; /* opened on first use */
-	uint64_t file_id;
-};
-
-/* The versions collected for one GetPage, newest first; data in one buffer. */
-struct chain {
-	struct ar_redo_record *recs;
-	size_t *data_off;
-	size_t count;
-	size_t cap;
-	uint8_t *bytes;
-	size_t used;
-	size_t bytes_cap;
-	size_t batch_start; /* first record of the source being read */
-	ar_lsn floor;       /* only values above this LSN are wanted from the source */
-	bool have_base;
-};
-
-struct ar_timeline {
-	struct tl_env *env;
-	char *dir;
-	struct tl_id id;
-	bool has_ancestor;
-	struct tl_id ancestor_id;
-	struct ar_timeline *ancestor;
-	ar_lsn ancestor_lsn;
-	ar_lsn start_lsn;
-	ar_lsn disk_consistent_lsn;
-	ar_lsn gc_cutoff;
-	ar_lsn last_record_lsn;
-	uint32_t next_seq;
-	struct tl_layer *layers;
-	uint32_t layer_count;
-	uint32_t layer_cap;
-	struct inmem *open;
-	struct inmem *frozen[TL_FROZEN_MAX]; /* oldest first */
-	uint32_t frozen_count;
-	uint32_t ephemeral_seq;
-	struct chain chain;
-	struct tl_stats stats;
-	char err[LYR_ERROR_BYTES];
-};
-
-static void tl_path(const struct ar_timeline *tl, const char *name, char *out, size_t size)
+void tl_path(const struct ar_timeline *tl, const char *name, char *out, size_t size)
 {
 	snprintf(out, size, "%s/%s", tl->dir, name);
 }
@@ -107,7 +59,7 @@ static void tl_manifest_fill(const struct ar_timeline *tl, struct manifest *m,
 }
 
 /* write manifest.tmp, fsync, rename over manifest, fsync the directory */
-static int tl_manifest_write(struct ar_timeline *tl)
+int tl_manifest_write(struct ar_timeline *tl)
 {
 	char tmp[AR_PATH_BYTES_MAX], final[AR_PATH_BYTES_MAX];
 	struct manifest m;
@@ -407,7 +359,7 @@ void tl_maybe_freeze(struct ar_timeline *tl, bool force)
 	tl->stats.freezes++;
 }
 
-static int tl_layers_reserve(struct ar_timeline *tl, uint32_t more)
+int tl_layers_reserve(struct ar_timeline *tl, uint32_t more)
 {
 	if (tl->layer_count + more <= tl->layer_cap)
 		return 0;
@@ -449,6 +401,8 @@ static int tl_flush_one(struct ar_timeline *tl, struct inmem *m)
 	tl->next_seq++;
 	tl->layers[tl->layer_count++] = (struct tl_layer){ .ml = ml };
 	tl->stats.layers_written++;
+	if (info.index_levels > tl->stats.index_levels_max)
+		tl->stats.index_levels_max = info.index_levels;
 	return 0;
 }
 
@@ -456,6 +410,13 @@ int tl_flush(struct ar_timeline *tl)
 {
 	uint32_t flushed = 0, count_before = tl->layer_count;
 	int rc = 0;
+
+	/* Backpressure: while compaction is far behind, reads would pay for every L0. */
+	uint32_t threshold = tl->env->compact.compaction_threshold;
+	if (tl->frozen_count > 0 && threshold > 0 && tl_l0_count(tl) >= 3 * threshold) {
+		tl->stats.backpressure++;
+		return -EAGAIN;
+	}
 
 	while (flushed < tl->frozen_count) {
 		struct inmem *m = tl->frozen[flushed];
@@ -564,7 +525,7 @@ static void chain_end_source(struct chain *c)
 	c->batch_start = c->count;
 }
 
-static int tl_layer_reader(struct ar_timeline *tl, struct tl_layer *l, struct lyr_reader **out)
+int tl_layer_reader(struct ar_timeline *tl, struct tl_layer *l, struct lyr_reader **out)
 {
 	char name[LYR_NAME_BYTES + 16], path[AR_PATH_BYTES_MAX];
 

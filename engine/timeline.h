@@ -20,7 +20,17 @@
 #include "engine/redo.h"
 #include "engine/value.h"
 
+#include <stdbool.h>
 #include <stdint.h>
+
+/* Compaction, image creation and GC knobs (defaults as Neon's, see engine/README.md). */
+struct tl_compact_params {
+	uint32_t compaction_threshold;     /* L0 layers that trigger L0 -> L1 (10) */
+	uint32_t compaction_l0_max;        /* L0 layers merged per pass: bounded work (10) */
+	uint64_t compaction_target_bytes;  /* size of one L1 layer (128 MiB) */
+	uint32_t image_creation_threshold; /* delta layers above the newest image (3) */
+	uint64_t image_target_bytes;       /* size of one image layer (128 MiB) */
+};
 
 /* What every timeline of a tenant shares: the disk, the cache, the redo. */
 struct tl_env {
@@ -30,6 +40,7 @@ struct tl_env {
 	uint64_t next_file_id; /* block cache ids, unique per env */
 	struct lyr_writer_options layer_options;
 	uint64_t checkpoint_distance_bytes; /* freeze the open layer past this */
+	struct tl_compact_params compact;
 };
 
 /* Counters that prove the work was real (tests, metrics). */
@@ -45,6 +56,15 @@ struct tl_stats {
 	uint64_t ancestor_fallthroughs;
 	uint64_t manifest_writes;
 	uint64_t strays_removed;
+	uint64_t compactions;
+	uint64_t l0_merged;
+	uint64_t l1_written;
+	uint64_t image_layers_written;
+	uint64_t images_created;
+	uint64_t gc_runs;
+	uint64_t gc_layers_removed;
+	uint64_t backpressure;
+	uint32_t index_levels_max; /* deepest index of any layer written */
 };
 
 struct ar_timeline;
@@ -76,8 +96,24 @@ __attribute__((warn_unused_result)) int tl_put(struct ar_timeline *tl, const str
 /* Freeze the open in-memory layer if it holds checkpoint_distance_bytes (force:
  * whenever it holds anything).  Call between WAL records, never inside one. */
 void tl_maybe_freeze(struct ar_timeline *tl, bool force);
-/* Write every frozen in-memory layer as an L0 delta, then the manifest. */
+/* Write every frozen in-memory layer as an L0 delta, then the manifest.  -EAGAIN
+ * (backpressure) while 3 x compaction_threshold L0 layers wait for compaction. */
 __attribute__((warn_unused_result)) int tl_flush(struct ar_timeline *tl);
+
+/* One bounded pass of L0 -> L1 compaction if compaction_threshold L0s exist: merge
+ * up to compaction_l0_max oldest L0s into key-partitioned L1s of the same LSN range.
+ * Reads between passes see either the old layers or the new ones, never both. */
+__attribute__((warn_unused_result)) int tl_compact(struct ar_timeline *tl, bool *did_work);
+/* If image_creation_threshold delta layers lie above the newest image, write image
+ * layers of every key at disk_consistent_lsn. */
+__attribute__((warn_unused_result)) int tl_create_images(struct ar_timeline *tl, bool *did_work);
+/* Raise the GC cutoff (never lowers it) and delete layers wholly below it that no
+ * read at or above the cutoff, nor at any retained LSN (branch points), needs.
+ * The new cutoff and layer list are durable before any file is removed. */
+__attribute__((warn_unused_result)) int tl_gc(struct ar_timeline *tl, ar_lsn cutoff,
+					      const ar_lsn *retain, uint32_t retain_count,
+					      uint32_t *removed_out);
+uint32_t tl_l0_count(const struct ar_timeline *tl);
 
 /* GetPage@LSN: the value of key as of lsn (an image, or rebuilt by redo) into out
  * (AR_PAGE_BYTES).  -AR_ENOKEY if it does not exist, -AR_EBELOWGC below the cutoff,
