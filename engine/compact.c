@@ -97,7 +97,7 @@ static int write_chunk(struct ar_timeline *tl, enum lyr_kind kind, ar_lsn lsn_st
 		       struct manifest_layer *out)
 {
 	char name[LYR_NAME_BYTES + 16], tmp[AR_PATH_BYTES_MAX], path[AR_PATH_BYTES_MAX];
-	struct lyr_writer *w;
+	struct lyr_writer *w = NULL;
 
 	*out = (struct manifest_layer){ .level = 1, .seq = tl->next_seq++ };
 	out->info = (struct lyr_info){ .kind = kind,

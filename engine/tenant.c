@@ -141,6 +141,18 @@ int tenant_create(struct tl_env *env, const char *dir, const struct tenant_param
 		rc = ar_vfs_mkdir(env->vfs, path);
 	if (rc == 0)
 		rc = ar_vfs_fsync_dir(env->vfs, dir);
+	/* The tenant directory's own name lives in its parent. */
+	char parent[AR_PATH_BYTES_MAX];
+	snprintf(parent, sizeof(parent), "%s", dir);
+	char *slash = strrchr(parent, '/');
+	if (slash == parent)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		snprintf(parent, sizeof(parent), ".");
+	if (rc == 0)
+		rc = ar_vfs_fsync_dir(env->vfs, parent);
 	if (rc < 0) {
 		tenant_close(t);
 		return rc;
