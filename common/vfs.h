@@ -50,7 +50,7 @@ struct ar_vfs_ops {
 	int (*rmdir)(struct ar_vfs *vfs, const char *path);
 	int (*fsync_dir)(struct ar_vfs *vfs, const char *path);
 	int (*list_dir)(struct ar_vfs *vfs, const char *path, ar_vfs_entry_fn *fn, void *ctx);
-	int (*exists)(struct ar_vfs *vfs, const char *path); /* 0, or -ENOENT */
+	int (*exists)(struct ar_vfs *vfs, const char *path); /* 0, -ENOENT, or an I/O error */
 	void (*destroy)(struct ar_vfs *vfs);
 };
 
@@ -131,15 +131,18 @@ static inline void ar_vfs_destroy(struct ar_vfs *v)
 __attribute__((warn_unused_result))
 int ar_vfs_real_create(uint32_t ring_entries, struct ar_vfs **vfs_out);
 
-/* An empty in-memory disk; the seed drives torn writes and injected latency choices. */
+/* An empty in-memory disk; the seed drives which bytes of torn writes survive.  Paths
+ * are absolute or relative to the sim's root; "." and ".." are refused (-EINVAL). */
 __attribute__((warn_unused_result))
 int ar_vfs_sim_create(uint64_t seed, struct ar_vfs **vfs_out);
 
-/* Sim only.  Mutating operations are counted from 1: pwrite, fsync, truncate,
- * rename, unlink, mkdir, rmdir, fsync_dir, open with CREATE or TRUNC. */
+/* Sim only.  Mutating operations are counted from 1 (every call, failed or not, except
+ * while crashed): pwrite, fsync, truncate, rename, unlink, mkdir, rmdir, fsync_dir,
+ * open with CREATE or TRUNC.  The count is never reset, not even by a restart. */
 uint64_t ar_vfs_sim_mutations(const struct ar_vfs *vfs);
-/* Crash when the mutation with this number is attempted (0: never).  That mutation
- * and every operation after it fail with -EIO until ar_vfs_sim_restart. */
+/* Crash when the mutation with this (absolute) number is attempted (0: never; use
+ * ar_vfs_sim_mutations() + k).  That mutation and every operation after it fail with
+ * -EIO until ar_vfs_sim_restart, which also clears the crash point. */
 void ar_vfs_sim_crash_at(struct ar_vfs *vfs, uint64_t mutation);
 bool ar_vfs_sim_crashed(const struct ar_vfs *vfs);
 /* Apply a power cut: file contents fall back to what was fsynced (with torn_writes,

@@ -32,9 +32,10 @@
 #include <unistd.h>
 
 enum {
-	REAL_SUBMIT_TRIES_MAX = 1000, /* transient -EAGAIN/-EBUSY/-EINTR from io_uring_enter */
-	REAL_IO_CHUNK_BYTES =
-	    1 << 30, /* one SQE's length is 32 bits; 1 GiB keeps O_DIRECT aligned */
+	/* Tries of io_uring_enter through transient -EAGAIN, -EBUSY and -EINTR. */
+	REAL_SUBMIT_TRIES_MAX = 1000,
+	/* Bytes per read or write SQE: its length is 32 bits; 1 GiB keeps O_DIRECT aligned. */
+	REAL_IO_CHUNK_BYTES = 1 << 30,
 };
 
 struct real {
@@ -129,9 +130,11 @@ static int real_open(struct ar_vfs *v, const char *path, int flags, int *fd_out)
 static int real_close(struct ar_vfs *v, int fd)
 {
 	struct real *r = real_of(v);
+	if (r->broken)
+		return close(fd) == 0 ? 0 : -errno; /* do not leak the fd with the ring */
 	struct io_uring_sqe *sqe = real_sqe(r);
-	if (sqe)
-		io_uring_prep_close(sqe, fd);
+	AR_ASSERT(sqe != NULL);
+	io_uring_prep_close(sqe, fd);
 	return real_run(r, sqe);
 }
 

@@ -431,3 +431,19 @@ int tenant_open(struct tl_env *env, const char *dir, struct ar_tenant **tenant_o
 	*tenant_out = t;
 	return 0;
 }
+
+int tenant_gc(struct ar_tenant *t, const struct tl_id *id, uint64_t horizon_bytes,
+	      ar_lsn retention_lsn, uint32_t *removed_out)
+{
+	ar_lsn retain[TENANT_TIMELINES_MAX];
+	struct ar_timeline *tl = tenant_timeline(t, id);
+
+	if (!tl)
+		return -AR_ENOTIMELINE;
+	ar_lsn last = tl_last_record_lsn(tl);
+	ar_lsn cutoff = last > horizon_bytes ? last - horizon_bytes : 0;
+	if (retention_lsn && retention_lsn < cutoff)
+		cutoff = retention_lsn;
+	uint32_t n = tenant_child_lsns(t, tl, retain, TENANT_TIMELINES_MAX);
+	return tl_gc(tl, cutoff, retain, n, removed_out);
+}

@@ -54,6 +54,12 @@ struct ar_timeline *tenant_timeline(const struct ar_tenant *t, const struct tl_i
 uint32_t tenant_timeline_count(const struct ar_tenant *t);
 struct ar_timeline *tenant_timeline_at(const struct ar_tenant *t, uint32_t index);
 const struct tenant_params *tenant_params(const struct ar_tenant *t);
+/* GC of one timeline: the cutoff is last_record_lsn - horizon_bytes, or retention_lsn
+ * when given (non-zero; time-based PITR turns a time into it), whichever is lower;
+ * its children's branch points are retained. */
+__attribute__((warn_unused_result)) int tenant_gc(struct ar_tenant *t, const struct tl_id *id,
+						  uint64_t horizon_bytes, ar_lsn retention_lsn,
+						  uint32_t *removed_out);
 /* Branch points of id's children, ascending (for GC); returns how many (<= max). */
 uint32_t tenant_child_lsns(const struct ar_tenant *t, const struct ar_timeline *tl, ar_lsn *lsns,
 			   uint32_t max);

@@ -24,6 +24,7 @@
 #include "common/assert.h"
 #include "common/err.h"
 #include "common/limits.h"
+#include "common/runtime.h"
 #include "engine/inmem.h"
 #include "engine/timeline_int.h"
 
@@ -336,6 +337,7 @@ int tl_put(struct ar_timeline *tl, const struct ar_key *key, ar_lsn lsn,
 		int rc = inmem_create(tl->env->vfs, path, start, &tl->open);
 		if (rc < 0)
 			return rc;
+		tl->open_since_ns = ar_core_now_ns();
 	}
 	int rc = inmem_put(tl->open, key, lsn, value);
 	if (rc < 0)
@@ -349,7 +351,9 @@ void tl_maybe_freeze(struct ar_timeline *tl, bool force)
 {
 	if (!tl->open || tl->frozen_count == TL_FROZEN_MAX)
 		return;
-	if (!force && inmem_bytes(tl->open) < tl->env->checkpoint_distance_bytes)
+	uint64_t age_ms = (ar_core_now_ns() - tl->open_since_ns) / 1000000;
+	bool old = tl->env->checkpoint_timeout_ms && age_ms >= tl->env->checkpoint_timeout_ms;
+	if (!force && !old && inmem_bytes(tl->open) < tl->env->checkpoint_distance_bytes)
 		return;
 	if (inmem_value_count(tl->open) == 0)
 		return;
@@ -708,6 +712,65 @@ int tl_get(struct ar_timeline *tl, const struct ar_key *key, ar_lsn lsn, uint8_t
 	if (missing || !c->have_base)
 		return -AR_ENOKEY;
 	return tl_reconstruct(tl, key, c, out, len_out);
+}
+
+/* ---- relation sizes ---- */
+
+int tl_rel_nblocks(struct ar_timeline *tl, struct ar_rel rel, ar_lsn lsn, uint32_t *nblocks_out)
+{
+	uint8_t v[AR_PAGE_BYTES];
+	uint32_t len;
+	struct ar_key key = ar_key_rel_size(rel);
+	int rc = tl_get(tl, &key, lsn, v, &len);
+	if (rc < 0)
+		return rc;
+	if (len != 4) {
+		snprintf(tl->err, sizeof(tl->err), "relation size value of %u bytes (expected 4)",
+			 len);
+		return -AR_ECORRUPT;
+	}
+	*nblocks_out =
+	    (uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 | (uint32_t)v[3] << 24;
+	return 0;
+}
+
+int tl_rel_exists(struct ar_timeline *tl, struct ar_rel rel, ar_lsn lsn)
+{
+	uint32_t n;
+	return tl_rel_nblocks(tl, rel, lsn, &n);
+}
+
+int tl_db_size(struct ar_timeline *tl, uint32_t spc_oid, uint32_t db_oid, ar_lsn lsn,
+	       uint64_t *bytes_out)
+{
+	uint8_t dir[AR_PAGE_BYTES];
+	uint32_t len;
+	struct ar_key key = ar_key_rel_dir(spc_oid, db_oid);
+	int rc = tl_get(tl, &key, lsn, dir, &len);
+	if (rc < 0)
+		return rc;
+	if (len % 5 != 0) {
+		snprintf(tl->err, sizeof(tl->err), "relation directory value of %u bytes", len);
+		return -AR_ECORRUPT;
+	}
+	uint64_t bytes = 0;
+	for (uint32_t off = 0; off < len; off += 5) {
+		struct ar_rel rel = { .spc_oid = spc_oid,
+				      .db_oid = db_oid,
+				      .rel_number = (uint32_t)dir[off] << 24 |
+						    (uint32_t)dir[off + 1] << 16 |
+						    (uint32_t)dir[off + 2] << 8 | dir[off + 3],
+				      .fork = dir[off + 4] };
+		uint32_t n;
+		rc = tl_rel_nblocks(tl, rel, lsn, &n);
+		if (rc == -AR_ENOKEY)
+			continue; /* listed but dropped at this LSN */
+		if (rc < 0)
+			return rc;
+		bytes += (uint64_t)n * AR_PAGE_BYTES;
+	}
+	*bytes_out = bytes;
+	return 0;
 }
 
 /* ---- accessors ---- */

@@ -40,6 +40,7 @@ struct tl_env {
 	uint64_t next_file_id; /* block cache ids, unique per env */
 	struct lyr_writer_options layer_options;
 	uint64_t checkpoint_distance_bytes; /* freeze the open layer past this */
+	uint64_t checkpoint_timeout_ms;     /* or once it is this old (0: never) */
 	struct tl_compact_params compact;
 };
 
@@ -93,7 +94,8 @@ void tl_close(struct ar_timeline *tl);
 /* Store a value.  lsn >= start, >= the last put's LSN, > disk_consistent_lsn. */
 __attribute__((warn_unused_result)) int tl_put(struct ar_timeline *tl, const struct ar_key *key,
 					       ar_lsn lsn, const struct ar_value *value);
-/* Freeze the open in-memory layer if it holds checkpoint_distance_bytes (force:
+/* Freeze the open in-memory layer if it holds checkpoint_distance_bytes or is older
+ * than checkpoint_timeout_ms (force:
  * whenever it holds anything).  Call between WAL records, never inside one. */
 void tl_maybe_freeze(struct ar_timeline *tl, bool force);
 /* Write every frozen in-memory layer as an L0 delta, then the manifest.  -EAGAIN
@@ -122,6 +124,19 @@ __attribute__((warn_unused_result)) int tl_get(struct ar_timeline *tl, const str
 					       ar_lsn lsn, uint8_t out[AR_PAGE_BYTES],
 					       uint32_t *len_out);
 const char *tl_error(const struct ar_timeline *tl);
+
+/* Relation size in blocks at lsn (its size key: a 4-byte little-endian block count);
+ * -AR_ENOKEY if the relation does not exist then. */
+__attribute__((warn_unused_result)) int tl_rel_nblocks(struct ar_timeline *tl, struct ar_rel rel,
+						       ar_lsn lsn, uint32_t *nblocks_out);
+/* Whether the relation exists at lsn (0 or -AR_ENOKEY). */
+__attribute__((warn_unused_result)) int tl_rel_exists(struct ar_timeline *tl, struct ar_rel rel,
+						      ar_lsn lsn);
+/* Bytes of every relation fork of a database at lsn, from its relation directory key
+ * (entries of rel_number u32 big-endian + fork u8) and each fork's size. */
+__attribute__((warn_unused_result)) int tl_db_size(struct ar_timeline *tl, uint32_t spc_oid,
+						   uint32_t db_oid, ar_lsn lsn,
+						   uint64_t *bytes_out);
 
 const struct tl_id *tl_id(const struct ar_timeline *tl);
 struct ar_timeline *tl_ancestor(const struct ar_timeline *tl);

@@ -53,6 +53,7 @@ struct ar_timeline {
 	uint32_t layer_count;
 	uint32_t layer_cap;
 	struct inmem *open;
+	uint64_t open_since_ns;              /* when the open in-memory layer was created */
 	struct inmem *frozen[TL_FROZEN_MAX]; /* oldest first */
 	uint32_t frozen_count;
 	uint32_t ephemeral_seq;
