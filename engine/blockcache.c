@@ -147,6 +147,12 @@ int ar_blockcache_put(struct ar_blockcache *c, uint64_t file_id, uint64_t offset
 	return 0;
 }
 
+void ar_blockcache_clear(struct ar_blockcache *c)
+{
+	while (c->lru_head)
+		bc_remove(c, c->lru_head);
+}
+
 void ar_blockcache_drop_file(struct ar_blockcache *c, uint64_t file_id)
 {
 	struct bc_entry *e = c->lru_head;

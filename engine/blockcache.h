@@ -31,6 +31,8 @@ const uint8_t *ar_blockcache_get(struct ar_blockcache *cache, uint64_t file_id, 
 __attribute__((warn_unused_result)) int ar_blockcache_put(struct ar_blockcache *cache,
 							  uint64_t file_id, uint64_t offset,
 							  const uint8_t *data, uint32_t len);
+/* Forget everything (benchmarks measuring cold reads). */
+void ar_blockcache_clear(struct ar_blockcache *cache);
 /* Forget every entry of a file (it was deleted or replaced). */
 void ar_blockcache_drop_file(struct ar_blockcache *cache, uint64_t file_id);
 void ar_blockcache_stats_read(const struct ar_blockcache *cache, struct ar_blockcache_stats *out);
