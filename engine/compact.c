@@ -24,65 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Values gathered in memory for one pass, data in one buffer. */
-struct gathered {
-	struct gval *v;
-	size_t n;
-	size_t cap;
-	uint8_t *bytes;
-	size_t used;
-	size_t bytes_cap;
-};
-
-struct gval {
-	struct ar_key key;
-	ar_lsn lsn;
-	struct ar_value value; /* data fixed up from off before use */
-	size_t off;
-};
-
-static int gather_one(void *ctx, const struct ar_key *key, ar_lsn lsn, const struct ar_value *v)
-{
-	struct gathered *g = ctx;
-	if (g->n == g->cap) {
-		size_t cap = g->cap ? g->cap * 2 : 1024;
-		struct gval *n = realloc(g->v, cap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		g->v = n;
-		g->cap = cap;
-	}
-	if (g->used + v->len > g->bytes_cap) {
-		size_t cap = g->bytes_cap ? g->bytes_cap * 2 : 1 << 20;
-		while (cap < g->used + v->len)
-			cap *= 2;
-		uint8_t *b = realloc(g->bytes, cap);
-		if (!b)
-			return -ENOMEM;
-		g->bytes = b;
-		g->bytes_cap = cap;
-	}
-	memcpy(g->bytes + g->used, v->data, v->len);
-	g->v[g->n++] = (struct gval){ .key = *key, .lsn = lsn, .value = *v, .off = g->used };
-	g->used += v->len;
-	return 0;
-}
-
-static void gathered_free(struct gathered *g)
-{
-	free(g->v);
-	free(g->bytes);
-}
-
-static int gval_cmp(const void *a, const void *b)
-{
-	const struct gval *x = a, *y = b;
-	int c = ar_key_cmp(&x->key, &y->key);
-	if (c != 0)
-		return c;
-	return x->lsn < y->lsn ? -1 : x->lsn > y->lsn ? 1 : 0;
-}
-
 uint32_t tl_l0_count(const struct ar_timeline *tl)
 {
 	uint32_t n = 0;
@@ -91,69 +32,109 @@ uint32_t tl_l0_count(const struct ar_timeline *tl)
 	return n;
 }
 
-/* Write one layer of values v[from..to) to its final name; out gets its entry. */
-static int write_chunk(struct ar_timeline *tl, enum lyr_kind kind, ar_lsn lsn_start, ar_lsn lsn_end,
-		       struct gathered *g, size_t from, size_t to, const struct ar_key *key_end,
-		       struct manifest_layer *out)
-{
-	char name[LYR_NAME_BYTES + 16], tmp[AR_PATH_BYTES_MAX], path[AR_PATH_BYTES_MAX];
-	struct lyr_writer *w = NULL;
+/* Where a pass's output goes: values in (key, LSN) order in, layer files of about
+ * target bytes out, never splitting one key's versions; consecutive layers' key
+ * ranges touch.  Memory: one writer at a time. */
+struct sink {
+	struct ar_timeline *tl;
+	enum lyr_kind kind;
+	ar_lsn lsn_start;
+	ar_lsn lsn_end;
+	uint64_t target;
+	struct lyr_writer *w;
+	struct manifest_layer cur;
+	struct manifest_layer *out;
+	uint32_t out_count;
+	uint32_t out_cap;
+	struct ar_key last;
+	bool have_last;
+};
 
-	*out = (struct manifest_layer){ .level = 1, .seq = tl->next_seq++ };
-	out->info = (struct lyr_info){ .kind = kind,
-				       .keys = { g->v[from].key, *key_end },
-				       .lsn_start = lsn_start,
-				       .lsn_end = lsn_end };
-	snprintf(name, sizeof(name), "compact-%08" PRIx32 ".tmp", out->seq);
-	tl_path(tl, name, tmp, sizeof(tmp));
-	int rc = lyr_writer_create(tl->env->vfs, tmp, &out->info, &tl->env->layer_options, &w);
-	for (size_t i = from; rc == 0 && i < to; i++) {
-		g->v[i].value.data = g->bytes + g->v[i].off;
-		rc = lyr_writer_append(w, &g->v[i].key, kind == LYR_IMAGE ? lsn_start : g->v[i].lsn,
-				       &g->v[i].value);
-	}
-	if (rc == 0)
-		rc = lyr_writer_finish(w, &out->info);
-	else if (w)
-		lyr_writer_abort(w);
-	if (rc < 0)
-		return rc;
-	if (out->info.index_levels > tl->stats.index_levels_max)
-		tl->stats.index_levels_max = out->info.index_levels;
-	manifest_layer_file_name(out, name);
-	tl_path(tl, name, path, sizeof(path));
-	return ar_vfs_rename(tl->env->vfs, tmp, path);
+static void sink_init(struct sink *s, struct ar_timeline *tl, enum lyr_kind kind, ar_lsn start,
+		      ar_lsn end, uint64_t target)
+{
+	*s = (struct sink){ .tl = tl,
+			    .kind = kind,
+			    .lsn_start = start,
+			    .lsn_end = end,
+			    .target = target ? target : 1 };
 }
 
-/* Cut sorted values into layers of about target bytes, never splitting a key;
- * consecutive layers' key ranges touch, so together they cover [first, last]. */
-static int write_layers(struct ar_timeline *tl, enum lyr_kind kind, ar_lsn lsn_start,
-			ar_lsn lsn_end, struct gathered *g, uint64_t target,
-			struct manifest_layer **out, uint32_t *out_count)
+static void sink_tmp_path(struct sink *s, char *path, size_t size)
 {
-	size_t from = 0;
-	uint32_t count = 0;
+	char name[64];
+	snprintf(name, sizeof(name), "compact-%08" PRIx32 ".tmp", s->cur.seq);
+	tl_path(s->tl, name, path, size);
+}
+
+/* Finish the open layer at key range end `end` and give it its final name. */
+static int sink_close_layer(struct sink *s, const struct ar_key *end)
+{
+	char name[LYR_NAME_BYTES + 16], tmp[AR_PATH_BYTES_MAX], path[AR_PATH_BYTES_MAX];
+
+	if (s->out_count == s->out_cap) {
+		uint32_t cap = s->out_cap ? s->out_cap * 2 : 8;
+		struct manifest_layer *n = realloc(s->out, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		s->out = n;
+		s->out_cap = cap;
+	}
+	lyr_writer_set_key_end(s->w, end);
+	int rc = lyr_writer_finish(s->w, &s->cur.info);
+	s->w = NULL;
+	if (rc < 0)
+		return rc;
+	struct tl_stats *st = &s->tl->stats;
+	if (s->cur.info.index_levels > st->index_levels_max)
+		st->index_levels_max = s->cur.info.index_levels;
+	sink_tmp_path(s, tmp, sizeof(tmp));
+	manifest_layer_file_name(&s->cur, name);
+	tl_path(s->tl, name, path, sizeof(path));
+	rc = ar_vfs_rename(s->tl->env->vfs, tmp, path);
+	if (rc == 0)
+		s->out[s->out_count++] = s->cur;
+	return rc;
+}
+
+static int sink_append(struct sink *s, const struct ar_key *key, ar_lsn lsn,
+		       const struct ar_value *v)
+{
+	char tmp[AR_PATH_BYTES_MAX];
+	bool new_key = !s->have_last || ar_key_cmp(&s->last, key) != 0;
 	int rc = 0;
 
-	*out = calloc(g->n + 1, sizeof(**out));
-	if (!*out)
-		return -ENOMEM;
-	while (rc == 0 && from < g->n) {
-		size_t to = from;
-		uint64_t bytes = 0;
-		while (to < g->n &&
-		       (bytes < target || ar_key_cmp(&g->v[to].key, &g->v[to - 1].key) == 0)) {
-			bytes += AR_KEY_BYTES + 8 + ar_value_encoded_bytes(&g->v[to].value);
-			to++;
-		}
-		struct ar_key end = to < g->n ? g->v[to].key : ar_key_next(&g->v[to - 1].key);
-		rc = write_chunk(tl, kind, lsn_start, lsn_end, g, from, to, &end, &(*out)[count]);
-		if (rc == 0)
-			count++;
-		from = to;
+	if (s->w && new_key && lyr_writer_bytes(s->w) >= s->target)
+		rc = sink_close_layer(s, key);
+	if (rc == 0 && !s->w) {
+		s->cur = (struct manifest_layer){ .level = 1, .seq = s->tl->next_seq++ };
+		s->cur.info = (struct lyr_info){ .kind = s->kind,
+						 .keys = { *key, ar_key_max() },
+						 .lsn_start = s->lsn_start,
+						 .lsn_end = s->lsn_end };
+		sink_tmp_path(s, tmp, sizeof(tmp));
+		rc = lyr_writer_create(s->tl->env->vfs, tmp, &s->cur.info,
+				       &s->tl->env->layer_options, &s->w);
 	}
-	*out_count = count;
+	if (rc == 0)
+		rc = lyr_writer_append(s->w, key, s->kind == LYR_IMAGE ? s->lsn_start : lsn, v);
+	s->last = *key;
+	s->have_last = true;
 	return rc;
+}
+
+static int sink_finish(struct sink *s)
+{
+	if (!s->w)
+		return 0;
+	struct ar_key end = ar_key_next(&s->last);
+	return sink_close_layer(s, &end);
+}
+
+static void sink_free(struct sink *s)
+{
+	lyr_writer_abort(s->w); /* only after a failure: its file is a stray */
+	free(s->out);
 }
 
 static void layer_forget(struct ar_timeline *tl, struct tl_layer *l)
@@ -216,12 +197,52 @@ static int l0_order(const void *a, const void *b)
 	return x->ml.info.lsn_start < y->ml.info.lsn_start ? -1 : 1;
 }
 
+struct merge {
+	struct lyr_reader *reader;
+	struct lyr_cursor *cur;
+	struct ar_key key;
+	ar_lsn lsn;
+	struct ar_value value;
+	bool live;
+};
+
+static int merge_advance(struct merge *m)
+{
+	int rc = lyr_cursor_next(m->cur, &m->key, &m->lsn, &m->value);
+	m->live = rc == 1;
+	return rc < 0 ? rc : 0;
+}
+
+/* Merge the cursors' values in (key, LSN) order into the sink. */
+static int merge_into(struct merge *m, uint32_t n, struct sink *s)
+{
+	int rc = 0;
+	for (uint32_t i = 0; rc == 0 && i < n; i++)
+		rc = merge_advance(&m[i]);
+	/* Bounded: each pass consumes one value of a finite set. */
+	while (rc == 0) {
+		struct merge *best = NULL;
+		for (uint32_t i = 0; i < n; i++) {
+			if (!m[i].live)
+				continue;
+			int c = best ? ar_key_cmp(&m[i].key, &best->key) : -1;
+			if (!best || c < 0 || (c == 0 && m[i].lsn < best->lsn))
+				best = &m[i];
+		}
+		if (!best)
+			break;
+		rc = sink_append(s, &best->key, best->lsn, &best->value);
+		if (rc == 0)
+			rc = merge_advance(best);
+	}
+	return rc;
+}
+
 int tl_compact(struct ar_timeline *tl, bool *did_work)
 {
 	const struct tl_compact_params *p = &tl->env->compact;
-	struct gathered g = { 0 };
-	struct manifest_layer *add = NULL;
-	uint32_t add_count = 0, n = 0;
+	struct sink s;
+	uint32_t n = 0;
 
 	*did_work = false;
 	if (p->compaction_threshold == 0 || tl_l0_count(tl) < p->compaction_threshold)
@@ -236,32 +257,38 @@ int tl_compact(struct ar_timeline *tl, bool *did_work)
 		qsort(l0, n, sizeof(*l0), l0_order);
 	uint32_t take =
 	    n < p->compaction_l0_max || !p->compaction_l0_max ? n : p->compaction_l0_max;
+	struct merge *m = calloc(take + 1, sizeof(*m));
+	if (rc == 0 && !m)
+		rc = -ENOMEM;
 	for (uint32_t i = 0; rc == 0 && i < take; i++) {
 		struct lyr_reader *r;
 		rc = tl_layer_reader(tl, l0[i], &r);
 		if (rc == 0)
-			rc = lyr_reader_scan(r, gather_one, &g);
-		if (rc == -AR_ECORRUPT)
-			snprintf(tl->err, sizeof(tl->err), "%s", lyr_reader_error(r));
+			rc = lyr_cursor_open(r, &m[i].cur);
+		m[i].reader = rc == 0 ? r : NULL;
 		drop[l0[i] - tl->layers] = true;
 	}
-	if (rc == 0 && take > 0) {
-		qsort(g.v, g.n, sizeof(*g.v), gval_cmp);
-		ar_lsn start = l0[0]->ml.info.lsn_start, end = l0[take - 1]->ml.info.lsn_end;
-		uint64_t target = p->compaction_target_bytes ? p->compaction_target_bytes : 1;
-		if (g.n > 0)
-			rc = write_layers(tl, LYR_DELTA, start, end, &g, target, &add, &add_count);
-	}
+	sink_init(&s, tl, LYR_DELTA, take ? l0[0]->ml.info.lsn_start : 0,
+		  take ? l0[take - 1]->ml.info.lsn_end : 0, p->compaction_target_bytes);
 	if (rc == 0 && take > 0)
-		rc = install(tl, drop, add, add_count);
+		rc = merge_into(m, take, &s);
+	if (rc == 0)
+		rc = sink_finish(&s);
+	for (uint32_t i = 0; rc == -AR_ECORRUPT && m && i < take; i++)
+		if (m[i].reader && lyr_reader_error(m[i].reader)[0])
+			snprintf(tl->err, sizeof(tl->err), "%s", lyr_reader_error(m[i].reader));
+	if (rc == 0 && take > 0)
+		rc = install(tl, drop, s.out, s.out_count);
 	if (rc == 0 && take > 0) {
 		*did_work = true;
 		tl->stats.compactions++;
 		tl->stats.l0_merged += take;
-		tl->stats.l1_written += add_count;
+		tl->stats.l1_written += s.out_count;
 	}
-	gathered_free(&g);
-	free(add);
+	for (uint32_t i = 0; m && i < take; i++)
+		lyr_cursor_close(m[i].cur);
+	sink_free(&s);
+	free(m);
 	free(l0);
 	free(drop);
 	return rc;
@@ -346,16 +373,16 @@ int tl_create_images(struct ar_timeline *tl, bool *did_work)
 {
 	const struct tl_compact_params *p = &tl->env->compact;
 	struct keyset ks = { 0 };
-	struct gathered g = { 0 };
-	struct manifest_layer *add = NULL;
-	uint32_t add_count = 0;
+	struct sink s;
 	uint8_t page[AR_PAGE_BYTES];
 	ar_lsn newest, at = tl->disk_consistent_lsn;
+	uint64_t images = 0;
 
 	*did_work = false;
 	if (!images_due(tl, p->image_creation_threshold, &newest) || at <= newest ||
 	    at < tl->start_lsn || at < tl->gc_cutoff)
 		return 0;
+	sink_init(&s, tl, LYR_IMAGE, at, at + 1, p->image_target_bytes);
 	int rc = collect_keys(tl, &ks);
 	for (size_t i = 0; rc == 0 && i < ks.n; i++) {
 		uint32_t len;
@@ -366,25 +393,24 @@ int tl_create_images(struct ar_timeline *tl, bool *did_work)
 		}
 		struct ar_value v = { .kind = AR_VALUE_IMAGE, .len = len, .data = page };
 		if (rc == 0)
-			rc = gather_one(&g, &ks.keys[i], at, &v);
+			rc = sink_append(&s, &ks.keys[i], at, &v);
+		images += rc == 0;
 	}
-	uint64_t target = p->image_target_bytes ? p->image_target_bytes : 1;
-	if (rc == 0 && g.n > 0)
-		rc = write_layers(tl, LYR_IMAGE, at, at + 1, &g, target, &add, &add_count);
+	if (rc == 0)
+		rc = sink_finish(&s);
 	bool *drop = calloc(tl->layer_count + 1, sizeof(*drop));
 	if (rc == 0 && !drop)
 		rc = -ENOMEM;
-	if (rc == 0 && add_count > 0)
-		rc = install(tl, drop, add, add_count);
-	if (rc == 0 && add_count > 0) {
+	if (rc == 0 && s.out_count > 0)
+		rc = install(tl, drop, s.out, s.out_count);
+	if (rc == 0 && s.out_count > 0) {
 		*did_work = true;
-		tl->stats.image_layers_written += add_count;
-		tl->stats.images_created += g.n;
+		tl->stats.image_layers_written += s.out_count;
+		tl->stats.images_created += images;
 	}
 	free(drop);
 	free(ks.keys);
-	gathered_free(&g);
-	free(add);
+	sink_free(&s);
 	return rc;
 }
 

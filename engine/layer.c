@@ -864,3 +864,80 @@ int lyr_reader_scan(struct lyr_reader *r, lyr_value_fn *fn, void *ctx)
 	c.count = get16(r->leaf + 4);
 	return reader_walk(r, &c, NULL, AR_LSN_MAX, fn, ctx);
 }
+
+/* ---- pull cursor (k-way merges) ---- */
+
+struct lyr_cursor {
+	struct lyr_reader *r;
+	struct cursor c;
+	uint64_t seen;
+	uint8_t prev[AR_KEY_BYTES + 8];
+	uint8_t *value; /* a copy: the block cache is shared with other cursors */
+	size_t value_cap;
+};
+
+int lyr_cursor_open(struct lyr_reader *r, struct lyr_cursor **out)
+{
+	struct lyr_cursor *cur = calloc(1, sizeof(*cur));
+	if (!cur)
+		return -ENOMEM;
+	cur->r = r;
+	cur->c.leaf_offset = r->data_end;
+	if (r->info.value_count > 0) {
+		int rc = reader_node(r, r->data_end, 0, r->leaf);
+		if (rc < 0) {
+			free(cur);
+			return rc;
+		}
+		cur->c.count = get16(r->leaf + 4);
+	}
+	*out = cur;
+	return 0;
+}
+
+int lyr_cursor_next(struct lyr_cursor *cur, struct ar_key *key, ar_lsn *lsn, struct ar_value *value)
+{
+	struct lyr_reader *r = cur->r;
+	const uint8_t *e;
+
+	if (cur->seen == r->info.value_count)
+		return 0;
+	int rc = reader_entry(r, &cur->c, &e);
+	if (rc < 0)
+		return rc;
+	if (!e)
+		return reader_corrupt(r, cur->c.leaf_offset, "index ends before its value count");
+	if (cur->seen > 0 && memcmp(cur->prev, e, sizeof(cur->prev)) >= 0)
+		return reader_corrupt(r, cur->c.leaf_offset, "index entries out of order");
+	memcpy(cur->prev, e, sizeof(cur->prev));
+	rc = reader_value(r, e, key, lsn, value);
+	if (rc < 0)
+		return rc;
+	if (value->len > cur->value_cap) {
+		rc = reader_grow(&cur->value, &cur->value_cap, value->len);
+		if (rc < 0)
+			return rc;
+	}
+	memcpy(cur->value, value->data, value->len);
+	value->data = cur->value;
+	cur->c.pos++;
+	cur->seen++;
+	return 1;
+}
+
+void lyr_cursor_close(struct lyr_cursor *cur)
+{
+	if (!cur)
+		return;
+	free(cur->value);
+	free(cur);
+}
+
+void lyr_writer_set_key_end(struct lyr_writer *w, const struct ar_key *end)
+{
+	uint8_t eb[AR_KEY_BYTES];
+	ar_key_encode(end, eb);
+	AR_ASSERT(ar_key_cmp(&w->info.keys.start, end) < 0);
+	AR_ASSERT(w->entry_count == 0 || memcmp(w->last_key, eb, AR_KEY_BYTES) < 0);
+	w->info.keys.end = *end;
+}

@@ -78,6 +78,9 @@ __attribute__((warn_unused_result)) int lyr_writer_append(struct lyr_writer *wri
  * The writer is freed either way. */
 __attribute__((warn_unused_result)) int lyr_writer_finish(struct lyr_writer *writer,
 							  struct lyr_info *info_out);
+/* Narrow the key range's end before finishing (a writer that did not know where its
+ * layer would end); every key appended must be below it (asserted). */
+void lyr_writer_set_key_end(struct lyr_writer *writer, const struct ar_key *end);
 /* Give up: close and free (the caller removes the file). */
 void lyr_writer_abort(struct lyr_writer *writer);
 uint64_t lyr_writer_bytes(const struct lyr_writer *writer);
@@ -108,5 +111,18 @@ __attribute__((warn_unused_result)) int lyr_reader_get(struct lyr_reader *reader
 /* Every value of the layer in (key, LSN) order. */
 __attribute__((warn_unused_result)) int lyr_reader_scan(struct lyr_reader *reader, lyr_value_fn *fn,
 							void *ctx);
+
+/* A pull cursor over every value of a layer in (key, LSN) order, for k-way merges.
+ * Values are copied: valid until the next call on this cursor, whatever other
+ * readers do with the shared block cache.  Only one cursor or walk per reader at
+ * a time. */
+struct lyr_cursor;
+__attribute__((warn_unused_result)) int lyr_cursor_open(struct lyr_reader *reader,
+							struct lyr_cursor **cursor_out);
+/* 1 and the next value, 0 at the end, or an error (-AR_ECORRUPT: lyr_reader_error). */
+__attribute__((warn_unused_result)) int lyr_cursor_next(struct lyr_cursor *cursor,
+							struct ar_key *key, ar_lsn *lsn,
+							struct ar_value *value);
+void lyr_cursor_close(struct lyr_cursor *cursor);
 
 #endif
