@@ -148,8 +148,8 @@ static void layer_forget(struct ar_timeline *tl, struct tl_layer *l)
 
 /* Replace the layers marked in drop[] by add[], durably; then remove the dropped
  * files.  On failure the layer list is as before (new files become strays). */
-static int install(struct ar_timeline *tl, const bool *drop, const struct manifest_layer *add,
-		   uint32_t add_count)
+static int install(struct ar_timeline *tl, const bool *drop, uint32_t drop_count,
+		   const struct manifest_layer *add, uint32_t add_count)
 {
 	uint32_t old_count = tl->layer_count;
 	struct tl_layer *saved = malloc((old_count + 1) * sizeof(*saved));
@@ -163,8 +163,9 @@ static int install(struct ar_timeline *tl, const bool *drop, const struct manife
 	}
 	memcpy(saved, tl->layers, old_count * sizeof(*saved));
 	uint32_t kept = 0;
+	/* Layers flushed while a job ran sit past drop_count: all kept. */
 	for (uint32_t i = 0; i < old_count; i++)
-		if (!drop[i])
+		if (i >= drop_count || !drop[i])
 			tl->layers[kept++] = saved[i];
 	for (uint32_t i = 0; i < add_count; i++)
 		tl->layers[kept++] = (struct tl_layer){ .ml = add[i] };
@@ -176,7 +177,7 @@ static int install(struct ar_timeline *tl, const bool *drop, const struct manife
 		free(saved);
 		return rc;
 	}
-	for (uint32_t i = 0; i < old_count; i++) {
+	for (uint32_t i = 0; i < drop_count; i++) {
 		if (!drop[i])
 			continue;
 		char name[LYR_NAME_BYTES + 16], path[AR_PATH_BYTES_MAX];
@@ -211,87 +212,6 @@ static int merge_advance(struct merge *m)
 	int rc = lyr_cursor_next(m->cur, &m->key, &m->lsn, &m->value);
 	m->live = rc == 1;
 	return rc < 0 ? rc : 0;
-}
-
-/* Merge the cursors' values in (key, LSN) order into the sink. */
-static int merge_into(struct merge *m, uint32_t n, struct sink *s)
-{
-	int rc = 0;
-	for (uint32_t i = 0; rc == 0 && i < n; i++)
-		rc = merge_advance(&m[i]);
-	/* Bounded: each pass consumes one value of a finite set. */
-	while (rc == 0) {
-		struct merge *best = NULL;
-		for (uint32_t i = 0; i < n; i++) {
-			if (!m[i].live)
-				continue;
-			int c = best ? ar_key_cmp(&m[i].key, &best->key) : -1;
-			if (!best || c < 0 || (c == 0 && m[i].lsn < best->lsn))
-				best = &m[i];
-		}
-		if (!best)
-			break;
-		rc = sink_append(s, &best->key, best->lsn, &best->value);
-		if (rc == 0)
-			rc = merge_advance(best);
-	}
-	return rc;
-}
-
-int tl_compact(struct ar_timeline *tl, bool *did_work)
-{
-	const struct tl_compact_params *p = &tl->env->compact;
-	struct sink s;
-	uint32_t n = 0;
-
-	*did_work = false;
-	if (p->compaction_threshold == 0 || tl_l0_count(tl) < p->compaction_threshold)
-		return 0;
-	struct tl_layer **l0 = malloc(tl->layer_count * sizeof(*l0));
-	bool *drop = calloc(tl->layer_count + 1, sizeof(*drop));
-	int rc = l0 && drop ? 0 : -ENOMEM;
-	for (uint32_t i = 0; rc == 0 && i < tl->layer_count; i++)
-		if (tl->layers[i].ml.level == 0)
-			l0[n++] = &tl->layers[i];
-	if (rc == 0)
-		qsort(l0, n, sizeof(*l0), l0_order);
-	uint32_t take =
-	    n < p->compaction_l0_max || !p->compaction_l0_max ? n : p->compaction_l0_max;
-	struct merge *m = calloc(take + 1, sizeof(*m));
-	if (rc == 0 && !m)
-		rc = -ENOMEM;
-	for (uint32_t i = 0; rc == 0 && i < take; i++) {
-		struct lyr_reader *r;
-		rc = tl_layer_reader(tl, l0[i], &r);
-		if (rc == 0)
-			rc = lyr_cursor_open(r, &m[i].cur);
-		m[i].reader = rc == 0 ? r : NULL;
-		drop[l0[i] - tl->layers] = true;
-	}
-	sink_init(&s, tl, LYR_DELTA, take ? l0[0]->ml.info.lsn_start : 0,
-		  take ? l0[take - 1]->ml.info.lsn_end : 0, p->compaction_target_bytes);
-	if (rc == 0 && take > 0)
-		rc = merge_into(m, take, &s);
-	if (rc == 0)
-		rc = sink_finish(&s);
-	for (uint32_t i = 0; rc == -AR_ECORRUPT && m && i < take; i++)
-		if (m[i].reader && lyr_reader_error(m[i].reader)[0])
-			snprintf(tl->err, sizeof(tl->err), "%s", lyr_reader_error(m[i].reader));
-	if (rc == 0 && take > 0)
-		rc = install(tl, drop, s.out, s.out_count);
-	if (rc == 0 && take > 0) {
-		*did_work = true;
-		tl->stats.compactions++;
-		tl->stats.l0_merged += take;
-		tl->stats.l1_written += s.out_count;
-	}
-	for (uint32_t i = 0; m && i < take; i++)
-		lyr_cursor_close(m[i].cur);
-	sink_free(&s);
-	free(m);
-	free(l0);
-	free(drop);
-	return rc;
 }
 
 /* ---- image creation ---- */
@@ -369,49 +289,220 @@ static bool images_due(const struct ar_timeline *tl, uint32_t threshold, ar_lsn 
 	return threshold > 0 && above >= threshold;
 }
 
-int tl_create_images(struct ar_timeline *tl, bool *did_work)
-{
-	const struct tl_compact_params *p = &tl->env->compact;
-	struct keyset ks = { 0 };
-	struct sink s;
-	uint8_t page[AR_PAGE_BYTES];
-	ar_lsn newest, at = tl->disk_consistent_lsn;
-	uint64_t images = 0;
+/* ---- jobs: compaction and image creation in steps ---- */
 
-	*did_work = false;
-	if (!images_due(tl, p->image_creation_threshold, &newest) || at <= newest ||
-	    at < tl->start_lsn || at < tl->gc_cutoff)
-		return 0;
-	sink_init(&s, tl, LYR_IMAGE, at, at + 1, p->image_target_bytes);
-	int rc = collect_keys(tl, &ks);
-	for (size_t i = 0; rc == 0 && i < ks.n; i++) {
+/* A compaction or image creation in progress: reads, puts and flushes go on
+ * between its steps and see the old layers until it installs the new ones. */
+struct tl_job {
+	struct ar_timeline *tl;
+	enum tl_job_kind kind;
+	struct sink s;
+	bool *drop; /* by layer index at the start (flushes only append) */
+	uint32_t drop_count;
+	struct merge *m; /* compaction: one cursor per L0 */
+	uint32_t take;
+	bool primed;
+	struct keyset *ks; /* images: the candidate keys, the next one, the LSN */
+	size_t next_key;
+	ar_lsn at;
+	uint64_t images;
+};
+
+static void job_free(struct tl_job *job)
+{
+	for (uint32_t i = 0; job->m && i < job->take; i++)
+		lyr_cursor_close(job->m[i].cur);
+	if (job->ks)
+		free(job->ks->keys);
+	free(job->ks);
+	sink_free(&job->s);
+	free(job->m);
+	free(job->drop);
+	job->tl->job = NULL;
+	free(job);
+}
+
+static int compact_start(struct tl_job *job)
+{
+	struct ar_timeline *tl = job->tl;
+	const struct tl_compact_params *p = &tl->env->compact;
+	uint32_t n = 0;
+
+	struct tl_layer **l0 = malloc((tl->layer_count + 1) * sizeof(*l0));
+	if (!l0)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < tl->layer_count; i++)
+		if (tl->layers[i].ml.level == 0)
+			l0[n++] = &tl->layers[i];
+	qsort(l0, n, sizeof(*l0), l0_order);
+	job->take = n < p->compaction_l0_max || !p->compaction_l0_max ? n : p->compaction_l0_max;
+	job->m = calloc(job->take + 1, sizeof(*job->m));
+	int rc = job->m ? 0 : -ENOMEM;
+	for (uint32_t i = 0; rc == 0 && i < job->take; i++) {
+		struct lyr_reader *r;
+		rc = tl_layer_reader(tl, l0[i], &r);
+		if (rc == 0)
+			rc = lyr_cursor_open(r, &job->m[i].cur);
+		job->m[i].reader = rc == 0 ? r : NULL;
+		job->drop[l0[i] - tl->layers] = true;
+	}
+	sink_init(&job->s, tl, LYR_DELTA, l0[0]->ml.info.lsn_start,
+		  l0[job->take - 1]->ml.info.lsn_end, p->compaction_target_bytes);
+	free(l0);
+	return rc;
+}
+
+/* Merge up to budget values; *done once every input is used up. */
+static int compact_step(struct tl_job *job, uint32_t budget, bool *done)
+{
+	int rc = 0;
+	for (uint32_t i = 0; !job->primed && rc == 0 && i < job->take; i++)
+		rc = merge_advance(&job->m[i]);
+	job->primed = true;
+	for (uint32_t n = 0; rc == 0 && n < budget; n++) {
+		struct merge *best = NULL;
+		for (uint32_t i = 0; i < job->take; i++) {
+			struct merge *x = &job->m[i];
+			int c = best && x->live ? ar_key_cmp(&x->key, &best->key) : -1;
+			if (x->live && (!best || c < 0 || (c == 0 && x->lsn < best->lsn)))
+				best = x;
+		}
+		if (!best) {
+			*done = true;
+			break;
+		}
+		rc = sink_append(&job->s, &best->key, best->lsn, &best->value);
+		if (rc == 0)
+			rc = merge_advance(best);
+	}
+	for (uint32_t i = 0; rc == -AR_ECORRUPT && i < job->take; i++)
+		if (job->m[i].reader && lyr_reader_error(job->m[i].reader)[0])
+			snprintf(job->tl->err, sizeof(job->tl->err), "%s",
+				 lyr_reader_error(job->m[i].reader));
+	return rc;
+}
+
+static int images_start(struct tl_job *job)
+{
+	job->at = job->tl->disk_consistent_lsn;
+	job->ks = calloc(1, sizeof(*job->ks));
+	if (!job->ks)
+		return -ENOMEM;
+	sink_init(&job->s, job->tl, LYR_IMAGE, job->at, job->at + 1,
+		  job->tl->env->compact.image_target_bytes);
+	return collect_keys(job->tl, job->ks);
+}
+
+/* Rebuild up to budget keys at the job's LSN. */
+static int images_step(struct tl_job *job, uint32_t budget, bool *done)
+{
+	uint8_t page[AR_PAGE_BYTES];
+	int rc = 0;
+	for (uint32_t n = 0; rc == 0 && n < budget && job->next_key < job->ks->n; n++) {
+		const struct ar_key *key = &job->ks->keys[job->next_key++];
 		uint32_t len;
-		rc = tl_get(tl, &ks.keys[i], at, page, &len);
+		rc = tl_get(job->tl, key, job->at, page, &len);
 		if (rc == -AR_ENOKEY) {
 			rc = 0;
 			continue;
 		}
 		struct ar_value v = { .kind = AR_VALUE_IMAGE, .len = len, .data = page };
 		if (rc == 0)
-			rc = sink_append(&s, &ks.keys[i], at, &v);
-		images += rc == 0;
+			rc = sink_append(&job->s, key, job->at, &v);
+		job->images += rc == 0;
 	}
-	if (rc == 0)
-		rc = sink_finish(&s);
-	bool *drop = calloc(tl->layer_count + 1, sizeof(*drop));
-	if (rc == 0 && !drop)
-		rc = -ENOMEM;
-	if (rc == 0 && s.out_count > 0)
-		rc = install(tl, drop, s.out, s.out_count);
-	if (rc == 0 && s.out_count > 0) {
-		*did_work = true;
-		tl->stats.image_layers_written += s.out_count;
-		tl->stats.images_created += images;
-	}
-	free(drop);
-	free(ks.keys);
-	sink_free(&s);
+	*done = rc == 0 && job->next_key == job->ks->n;
 	return rc;
+}
+
+static bool job_due(struct ar_timeline *tl, enum tl_job_kind kind)
+{
+	const struct tl_compact_params *p = &tl->env->compact;
+	ar_lsn newest, at = tl->disk_consistent_lsn;
+	if (kind == TL_JOB_COMPACT)
+		return p->compaction_threshold && tl_l0_count(tl) >= p->compaction_threshold;
+	return images_due(tl, p->image_creation_threshold, &newest) && at > newest &&
+	       at >= tl->start_lsn && at >= tl->gc_cutoff;
+}
+
+int tl_job_start(struct ar_timeline *tl, enum tl_job_kind kind, struct tl_job **job_out)
+{
+	*job_out = NULL;
+	if (tl->job)
+		return -EBUSY;
+	if (!job_due(tl, kind))
+		return 0;
+	struct tl_job *job = calloc(1, sizeof(*job));
+	if (!job)
+		return -ENOMEM;
+	job->tl = tl;
+	job->kind = kind;
+	job->drop_count = tl->layer_count;
+	job->drop = calloc(tl->layer_count + 1, sizeof(*job->drop));
+	tl->job = job;
+	int rc = !job->drop               ? -ENOMEM
+		 : kind == TL_JOB_COMPACT ? compact_start(job)
+					  : images_start(job);
+	if (rc < 0) {
+		job_free(job);
+		return rc;
+	}
+	*job_out = job;
+	return 0;
+}
+
+int tl_job_step(struct tl_job *job, uint32_t budget, bool *done_out)
+{
+	struct ar_timeline *tl = job->tl;
+	bool done = false;
+	int rc = job->kind == TL_JOB_COMPACT ? compact_step(job, budget, &done)
+					     : images_step(job, budget, &done);
+	if (rc == 0 && done)
+		rc = sink_finish(&job->s);
+	if (rc == 0 && done && job->s.out_count > 0)
+		rc = install(tl, job->drop, job->drop_count, job->s.out, job->s.out_count);
+	if (rc == 0 && done && job->kind == TL_JOB_COMPACT) {
+		tl->stats.compactions++;
+		tl->stats.l0_merged += job->take;
+		tl->stats.l1_written += job->s.out_count;
+	} else if (rc == 0 && done && job->s.out_count > 0) {
+		tl->stats.image_layers_written += job->s.out_count;
+		tl->stats.images_created += job->images;
+	}
+	*done_out = done || rc < 0;
+	if (*done_out)
+		job_free(job);
+	return rc;
+}
+
+void tl_job_abort(struct tl_job *job)
+{
+	if (job)
+		job_free(job); /* files written so far are strays: removed at the next open */
+}
+
+static int job_run(struct ar_timeline *tl, enum tl_job_kind kind, bool *did_work)
+{
+	struct tl_job *job;
+	bool done = false;
+	*did_work = false;
+	int rc = tl_job_start(tl, kind, &job);
+	if (rc < 0 || !job)
+		return rc;
+	while (rc == 0 && !done)
+		rc = tl_job_step(job, UINT32_MAX, &done);
+	*did_work = rc == 0;
+	return rc;
+}
+
+int tl_compact(struct ar_timeline *tl, bool *did_work)
+{
+	return job_run(tl, TL_JOB_COMPACT, did_work);
+}
+
+int tl_create_images(struct ar_timeline *tl, bool *did_work)
+{
+	return job_run(tl, TL_JOB_IMAGES, did_work);
 }
 
 /* ---- GC ---- */
@@ -468,6 +559,8 @@ int tl_gc(struct ar_timeline *tl, ar_lsn cutoff, const ar_lsn *retain, uint32_t 
 	  uint32_t *removed_out)
 {
 	*removed_out = 0;
+	if (tl->job)
+		return -EBUSY; /* a job's inputs must not vanish under it */
 	if (cutoff > tl->disk_consistent_lsn)
 		cutoff = tl->disk_consistent_lsn; /* only what is on disk is collected */
 	if (cutoff < tl->gc_cutoff)
@@ -486,7 +579,7 @@ int tl_gc(struct ar_timeline *tl, ar_lsn cutoff, const ar_lsn *retain, uint32_t 
 	}
 	ar_lsn before = tl->gc_cutoff;
 	tl->gc_cutoff = cutoff;
-	int rc = removed || cutoff != before ? install(tl, drop, NULL, 0) : 0;
+	int rc = removed || cutoff != before ? install(tl, drop, tl->layer_count, NULL, 0) : 0;
 	if (rc < 0)
 		tl->gc_cutoff = before;
 	if (rc == 0) {

@@ -661,6 +661,7 @@ struct cursor {
 	uint64_t leaf_offset;
 	uint32_t pos;
 	uint32_t count;
+	uint8_t *leaf; /* the leaf being walked: the reader's, or a pull cursor's own */
 };
 
 /* Position c at the first entry >= (key, lsn); c->pos == c->count means past the end. */
@@ -689,12 +690,13 @@ static int reader_seek(struct lyr_reader *r, const uint8_t key[AR_KEY_BYTES], ar
 	rc = reader_node(r, offset, 0, r->leaf);
 	if (rc < 0)
 		return rc;
+	c->leaf = r->leaf;
 	c->leaf_offset = offset;
 	c->count = get16(r->leaf + 4);
 	uint32_t lo = 0, hi = c->count; /* first entry >= target */
 	while (lo < hi) {
 		uint32_t mid = (lo + hi) / 2;
-		if (entry_cmp(r->leaf + LYR_NODE_HEADER_BYTES + mid * LYR_LEAF_ENTRY_BYTES, key,
+		if (entry_cmp(c->leaf + LYR_NODE_HEADER_BYTES + mid * LYR_LEAF_ENTRY_BYTES, key,
 			      lsn) < 0)
 			lo = mid + 1;
 		else
@@ -716,14 +718,14 @@ static int reader_entry(struct lyr_reader *r, struct cursor *c, const uint8_t **
 			*entry_out = NULL;
 			return 0;
 		}
-		int rc = reader_node(r, next, 0, r->leaf);
+		int rc = reader_node(r, next, 0, c->leaf);
 		if (rc < 0)
 			return rc;
 		c->leaf_offset = next;
-		c->count = get16(r->leaf + 4);
+		c->count = get16(c->leaf + 4);
 		c->pos = 0;
 	}
-	*entry_out = r->leaf + LYR_NODE_HEADER_BYTES + c->pos * LYR_LEAF_ENTRY_BYTES;
+	*entry_out = c->leaf + LYR_NODE_HEADER_BYTES + c->pos * LYR_LEAF_ENTRY_BYTES;
 	return 0;
 }
 
@@ -854,7 +856,7 @@ int lyr_reader_get(struct lyr_reader *r, const struct ar_key *key, ar_lsn lsn_be
 
 int lyr_reader_scan(struct lyr_reader *r, lyr_value_fn *fn, void *ctx)
 {
-	struct cursor c = { .leaf_offset = r->data_end, .pos = 0, .count = 0 };
+	struct cursor c = { .leaf_offset = r->data_end, .pos = 0, .count = 0, .leaf = r->leaf };
 
 	if (r->info.value_count == 0)
 		return 0;
@@ -883,13 +885,17 @@ int lyr_cursor_open(struct lyr_reader *r, struct lyr_cursor **out)
 		return -ENOMEM;
 	cur->r = r;
 	cur->c.leaf_offset = r->data_end;
-	if (r->info.value_count > 0) {
-		int rc = reader_node(r, r->data_end, 0, r->leaf);
-		if (rc < 0) {
-			free(cur);
-			return rc;
-		}
-		cur->c.count = get16(r->leaf + 4);
+	/* Its own leaf: lookups on the same reader may run between its steps. */
+	cur->c.leaf = malloc(r->info.index_node_bytes);
+	int rc = cur->c.leaf ? 0 : -ENOMEM;
+	if (rc == 0 && r->info.value_count > 0) {
+		rc = reader_node(r, r->data_end, 0, cur->c.leaf);
+		cur->c.count = rc == 0 ? get16(cur->c.leaf + 4) : 0;
+	}
+	if (rc < 0) {
+		free(cur->c.leaf);
+		free(cur);
+		return rc;
 	}
 	*out = cur;
 	return 0;
@@ -929,6 +935,7 @@ void lyr_cursor_close(struct lyr_cursor *cur)
 {
 	if (!cur)
 		return;
+	free(cur->c.leaf);
 	free(cur->value);
 	free(cur);
 }

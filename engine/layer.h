@@ -113,9 +113,8 @@ __attribute__((warn_unused_result)) int lyr_reader_scan(struct lyr_reader *reade
 							void *ctx);
 
 /* A pull cursor over every value of a layer in (key, LSN) order, for k-way merges.
- * Values are copied: valid until the next call on this cursor, whatever other
- * readers do with the shared block cache.  Only one cursor or walk per reader at
- * a time. */
+ * It has its own leaf buffer and copies each value, so lookups on the same reader
+ * and other readers' use of the shared block cache may run between its steps. */
 struct lyr_cursor;
 __attribute__((warn_unused_result)) int lyr_cursor_open(struct lyr_reader *reader,
 							struct lyr_cursor **cursor_out);

@@ -71,7 +71,7 @@ struct model {
 	struct tl_env env;
 	struct ar_tenant *tenant;
 	uint64_t ops_put, ops_branch, ops_freeze, ops_flush, ops_restart, reads, reads_missing;
-	uint64_t ops_compact, ops_images, ops_gc, branches_refused, reads_below_gc;
+	uint64_t ops_compact, ops_images, ops_gc, branches_refused, reads_below_gc, job_steps;
 	uint64_t reads_branch_point, max_depth;
 	struct tl_stats totals;
 };
@@ -196,6 +196,8 @@ static void mkey_push(struct mkey *k, const struct mput *p)
 	}
 	k->puts[k->n++] = *p;
 }
+
+static void reads_after_step(struct model *m);
 
 static void op_put(struct model *m, int t)
 {
@@ -352,16 +354,37 @@ static void op_flush(struct model *m, int t)
 	m->ops_flush++;
 }
 
-static void op_compact(struct model *m, int t)
+/* Compaction or image creation in small steps, with puts and reads of every kind
+ * between the steps: they must see a consistent store while the job runs. */
+static void op_job(struct model *m, int t, enum tl_job_kind kind)
 {
 	struct ar_timeline *tl = tenant_timeline(m->tenant, &m->tls[t].id);
-	bool did;
-	assert_int_equal(tl_compact(tl, &did), 0);
-	m->ops_compact += did;
-	if (rnd_below(m, 2)) {
-		assert_int_equal(tl_create_images(tl, &did), 0);
-		m->ops_images += did;
+	struct tl_job *job;
+	bool done = false;
+
+	assert_int_equal(tl_job_start(tl, kind, &job), 0);
+	if (!job)
+		return;
+	uint32_t removed;
+	assert_int_equal(tl_gc(tl, tl_gc_cutoff(tl), NULL, 0, &removed), -EBUSY);
+	while (!done) {
+		assert_int_equal(tl_job_step(job, 1 + (uint32_t)rnd_below(m, 40), &done), 0);
+		m->job_steps++;
+		if (rnd_below(m, 2))
+			op_put(m, t);
+		reads_after_step(m);
 	}
+	if (kind == TL_JOB_COMPACT)
+		m->ops_compact++;
+	else
+		m->ops_images++;
+}
+
+static void op_compact(struct model *m, int t)
+{
+	op_job(m, t, TL_JOB_COMPACT);
+	if (rnd_below(m, 2))
+		op_job(m, t, TL_JOB_IMAGES);
 }
 
 static void op_gc(struct model *m, int t)
@@ -503,7 +526,12 @@ static void model_run(uint64_t seed, uint64_t ops)
 	    (unsigned long long)m->totals.gc_layers_removed, (unsigned long long)m->reads_below_gc,
 	    (unsigned long long)m->branches_refused, (unsigned long long)m->totals.backpressure,
 	    m->totals.index_levels_max);
+	print_message("  compaction and image jobs %llu + %llu, in %llu steps with puts and reads "
+		      "between them\n",
+		      (unsigned long long)m->ops_compact, (unsigned long long)m->ops_images,
+		      (unsigned long long)m->job_steps);
 	/* Every operation kind did real work. */
+	assert_true(m->job_steps > m->ops_compact + m->ops_images);
 	assert_true(m->totals.compactions > 0);
 	assert_true(m->totals.images_created > 0);
 	assert_true(m->totals.gc_layers_removed > 0);

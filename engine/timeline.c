@@ -302,6 +302,7 @@ void tl_close(struct ar_timeline *tl)
 {
 	if (!tl)
 		return;
+	tl_job_abort(tl->job);
 	for (uint32_t i = 0; i < tl->layer_count; i++) {
 		if (tl->layers[i].reader)
 			ar_blockcache_drop_file(tl->env->cache, tl->layers[i].file_id);

@@ -117,6 +117,19 @@ __attribute__((warn_unused_result)) int tl_gc(struct ar_timeline *tl, ar_lsn cut
 					      uint32_t *removed_out);
 uint32_t tl_l0_count(const struct ar_timeline *tl);
 
+/* The same passes in steps, so a core interleaves them with reads, puts and flushes:
+ * a step does at most `budget` values (compaction) or keys (images).  Reads see the
+ * old layers until the final step installs the new ones.  One job per timeline at a
+ * time; GC waits (-EBUSY) while one runs.  *job_out is NULL when nothing is due. */
+enum tl_job_kind { TL_JOB_COMPACT, TL_JOB_IMAGES };
+struct tl_job;
+__attribute__((warn_unused_result)) int tl_job_start(struct ar_timeline *tl, enum tl_job_kind kind,
+						     struct tl_job **job_out);
+/* On *done_out (success or error) the job is gone. */
+__attribute__((warn_unused_result)) int tl_job_step(struct tl_job *job, uint32_t budget,
+						    bool *done_out);
+void tl_job_abort(struct tl_job *job);
+
 /* GetPage@LSN: the value of key as of lsn (an image, or rebuilt by redo) into out
  * (AR_PAGE_BYTES).  -AR_ENOKEY if it does not exist, -AR_EBELOWGC below the cutoff,
  * -ERANGE above the last LSN put, -AR_ECORRUPT with tl_error() naming file/offset. */

@@ -52,6 +52,7 @@ struct ar_timeline {
 	struct tl_layer *layers;
 	uint32_t layer_count;
 	uint32_t layer_cap;
+	struct tl_job *job; /* the compaction or image creation in progress, if any */
 	struct inmem *open;
 	uint64_t open_since_ns;              /* when the open in-memory layer was created */
 	struct inmem *frozen[TL_FROZEN_MAX]; /* oldest first */
