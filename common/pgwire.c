@@ -9,6 +9,7 @@
  * Depends on: limits.h, err.h.  See the state table in pgwire.h.
  */
 #include "common/pgwire.h"
+#include "common/bytes.h"
 
 #include "common/assert.h"
 #include "common/err.h"
@@ -16,11 +17,6 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 static int decode_error(const char **err, const char *what)
 {
@@ -33,12 +29,12 @@ int pgw_startup_decode(const uint8_t *buf, size_t len, struct pgw_startup *out, 
 {
 	if (len < 8)
 		return 0;
-	uint32_t packet_len = get_u32(buf);
+	uint32_t packet_len = ar_get_be32(buf);
 	if (packet_len < 8 || packet_len > AR_PG_STARTUP_BYTES_MAX)
 		return decode_error(err, "invalid length of startup packet");
 	if (len < packet_len)
 		return 0;
-	uint32_t code = get_u32(buf + 4);
+	uint32_t code = ar_get_be32(buf + 4);
 	out->param_count = 0;
 	switch (code) {
 	case PGW_SSL_REQUEST:
@@ -92,7 +88,7 @@ int pgw_message_decode(const uint8_t *buf, size_t len, struct pgw_message *out, 
 {
 	if (len < 5)
 		return 0;
-	uint32_t msg_len = get_u32(buf + 1);
+	uint32_t msg_len = ar_get_be32(buf + 1);
 	if (msg_len < 4)
 		return decode_error(err, "invalid message length");
 	if (msg_len > AR_PG_MESSAGE_BYTES_MAX - 1)
@@ -119,13 +115,15 @@ static void put_bytes(struct pgw_out *out, const void *bytes, size_t n)
 
 static void put_u32(struct pgw_out *out, uint32_t v)
 {
-	uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
+	uint8_t b[4];
+	ar_put_be32(b, v);
 	put_bytes(out, b, 4);
 }
 
 static void put_u16(struct pgw_out *out, uint16_t v)
 {
-	uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
+	uint8_t b[2];
+	ar_put_be16(b, v);
 	put_bytes(out, b, 2);
 }
 
@@ -155,12 +153,7 @@ static void msg_end(struct pgw_out *out, size_t start)
 		out->len = start;
 		return;
 	}
-	uint32_t len = (uint32_t)(out->len - start - 1);
-	uint8_t *p = out->data + start + 1;
-	p[0] = (uint8_t)(len >> 24);
-	p[1] = (uint8_t)(len >> 16);
-	p[2] = (uint8_t)(len >> 8);
-	p[3] = (uint8_t)len;
+	ar_put_be32(out->data + start + 1, (uint32_t)(out->len - start - 1));
 }
 
 void pgw_put_auth_ok(struct pgw_out *out)

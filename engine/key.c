@@ -5,6 +5,7 @@
  * Invariant: ar_key_cmp orders exactly as memcmp of the encodings (key_test).
  */
 #include "engine/key.h"
+#include "common/bytes.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -87,37 +88,24 @@ bool ar_key_is_rel_size(const struct ar_key *key)
 	return key->f1 == 0 && key->f4 != 0 && key->f6 == AR_KEY_BLOCK_SIZE_MARKER;
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 void ar_key_encode(const struct ar_key *key, uint8_t out[AR_KEY_BYTES])
 {
 	out[0] = key->f1;
-	put_be32(out + 1, key->f2);
-	put_be32(out + 5, key->f3);
-	put_be32(out + 9, key->f4);
+	ar_put_be32(out + 1, key->f2);
+	ar_put_be32(out + 5, key->f3);
+	ar_put_be32(out + 9, key->f4);
 	out[13] = key->f5;
-	put_be32(out + 14, key->f6);
+	ar_put_be32(out + 14, key->f6);
 }
 
 void ar_key_decode(const uint8_t in[AR_KEY_BYTES], struct ar_key *out)
 {
 	out->f1 = in[0];
-	out->f2 = get_be32(in + 1);
-	out->f3 = get_be32(in + 5);
-	out->f4 = get_be32(in + 9);
+	out->f2 = ar_get_be32(in + 1);
+	out->f3 = ar_get_be32(in + 5);
+	out->f4 = ar_get_be32(in + 9);
 	out->f5 = in[13];
-	out->f6 = get_be32(in + 14);
+	out->f6 = ar_get_be32(in + 14);
 }
 
 static int cmp_u32(uint32_t a, uint32_t b)

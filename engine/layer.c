@@ -15,6 +15,7 @@
  * Depends on: vfs (all I/O), blockcache (reads), crc32c, zstd.
  */
 #include "engine/layer.h"
+#include "common/bytes.h"
 
 #include "common/assert.h"
 #include "common/crc32c.h"
@@ -41,39 +42,6 @@
 enum { CODEC_PLAIN = 0, CODEC_ZSTD = 1 };
 
 /* ---- big-endian helpers ---- */
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, (uint16_t)(v >> 16));
-	put16(p + 2, (uint16_t)v);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)(v >> 32));
-	put32(p + 4, (uint32_t)v);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)get16(p) << 16 | get16(p + 2);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) << 32 | get32(p + 4);
-}
 
 /* ---- names ---- */
 
@@ -241,12 +209,12 @@ static int writer_flush_block(struct lyr_writer *w)
 		codec = CODEC_PLAIN;
 	}
 	uint8_t *h = w->stored;
-	put32(h, LYR_BLOCK_MAGIC);
+	ar_put_be32(h, LYR_BLOCK_MAGIC);
 	h[4] = codec;
 	h[5] = h[6] = h[7] = 0;
-	put32(h + 8, (uint32_t)w->raw_len);
-	put32(h + 12, (uint32_t)n);
-	put32(h + 16, ar_crc32c(payload, n));
+	ar_put_be32(h + 8, (uint32_t)w->raw_len);
+	ar_put_be32(h + 12, (uint32_t)n);
+	ar_put_be32(h + 16, ar_crc32c(payload, n));
 	uint32_t block_bytes = (uint32_t)(LYR_BLOCK_HEADER_BYTES + n);
 	rc = writer_write(w, w->stored, block_bytes, w->offset);
 	if (rc < 0)
@@ -291,7 +259,7 @@ int lyr_writer_append(struct lyr_writer *w, const struct ar_key *key, ar_lsn lsn
 	e->value_offset = (uint32_t)w->raw_len;
 	uint8_t *p = w->raw + w->raw_len;
 	memcpy(p, kb, AR_KEY_BYTES);
-	put64(p + AR_KEY_BYTES, lsn);
+	ar_put_be64(p + AR_KEY_BYTES, lsn);
 	ar_value_encode(value, p + LYR_RECORD_HEADER_BYTES);
 	w->raw_len += rec;
 	memcpy(w->last_key, kb, AR_KEY_BYTES);
@@ -302,13 +270,13 @@ int lyr_writer_append(struct lyr_writer *w, const struct ar_key *key, ar_lsn lsn
 /* One node: header, then count entries of entry_bytes from fill(). */
 static void node_seal(uint8_t *node, uint32_t node_bytes, uint8_t level, uint16_t count)
 {
-	put16(node, LYR_NODE_MAGIC);
+	ar_put_be16(node, LYR_NODE_MAGIC);
 	node[2] = level;
 	node[3] = 0;
-	put16(node + 4, count);
-	put16(node + 6, 0);
-	put32(node + 8, 0);
-	put32(node + 8, ar_crc32c(node, node_bytes));
+	ar_put_be16(node + 4, count);
+	ar_put_be16(node + 6, 0);
+	ar_put_be32(node + 8, 0);
+	ar_put_be32(node + 8, ar_crc32c(node, node_bytes));
 }
 
 /* Write one level of nodes; firsts[] receives each node's first (key, lsn) as an
@@ -330,7 +298,7 @@ static int writer_level(struct lyr_writer *w, uint8_t level, const uint8_t *entr
 		node_seal(node, nb, level, (uint16_t)n);
 		uint8_t *f = firsts + nodes * LYR_INNER_ENTRY_BYTES;
 		memcpy(f, entries + i * entry_bytes, AR_KEY_BYTES + 8);
-		put64(f + AR_KEY_BYTES + 8, w->offset);
+		ar_put_be64(f + AR_KEY_BYTES + 8, w->offset);
 		rc = writer_write(w, node, nb, w->offset);
 		w->offset += nb;
 	}
@@ -350,10 +318,10 @@ static int writer_index(struct lyr_writer *w, uint64_t *root_out, uint32_t *leve
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		uint8_t *p = cur + i * LYR_LEAF_ENTRY_BYTES;
 		memcpy(p, w->entries[i].key, AR_KEY_BYTES);
-		put64(p + 18, w->entries[i].lsn);
-		put64(p + 26, w->entries[i].block_offset);
-		put32(p + 34, w->entries[i].block_bytes);
-		put32(p + 38, w->entries[i].value_offset);
+		ar_put_be64(p + 18, w->entries[i].lsn);
+		ar_put_be64(p + 26, w->entries[i].block_offset);
+		ar_put_be32(p + 34, w->entries[i].block_bytes);
+		ar_put_be32(p + 38, w->entries[i].value_offset);
 	}
 	uint32_t entry_bytes = LYR_LEAF_ENTRY_BYTES;
 	uint32_t level = 0;
@@ -386,21 +354,21 @@ static void header_encode(const struct lyr_info *info, uint64_t data_end, uint64
 			  uint64_t leaves, uint8_t out[LYR_HEADER_BYTES])
 {
 	memset(out, 0, LYR_HEADER_BYTES);
-	put32(out, LYR_MAGIC);
-	put16(out + 4, LYR_FORMAT_VERSION);
+	ar_put_be32(out, LYR_MAGIC);
+	ar_put_be16(out + 4, LYR_FORMAT_VERSION);
 	out[6] = (uint8_t)info->kind;
 	ar_key_encode(&info->keys.start, out + 8);
 	ar_key_encode(&info->keys.end, out + 26);
-	put64(out + 48, info->lsn_start);
-	put64(out + 56, info->lsn_end);
-	put64(out + 64, info->value_count);
-	put64(out + 72, data_end);
-	put64(out + 80, root);
-	put32(out + 88, info->index_levels);
-	put32(out + 92, info->index_node_bytes);
-	put64(out + 96, leaves);
-	put64(out + 104, info->file_bytes);
-	put32(out + LYR_HEADER_BYTES - 4, ar_crc32c(out, LYR_HEADER_BYTES - 4));
+	ar_put_be64(out + 48, info->lsn_start);
+	ar_put_be64(out + 56, info->lsn_end);
+	ar_put_be64(out + 64, info->value_count);
+	ar_put_be64(out + 72, data_end);
+	ar_put_be64(out + 80, root);
+	ar_put_be32(out + 88, info->index_levels);
+	ar_put_be32(out + 92, info->index_node_bytes);
+	ar_put_be64(out + 96, leaves);
+	ar_put_be64(out + 104, info->file_bytes);
+	ar_put_be32(out + LYR_HEADER_BYTES - 4, ar_crc32c(out, LYR_HEADER_BYTES - 4));
 }
 
 int lyr_writer_finish(struct lyr_writer *w, struct lyr_info *info_out)
@@ -498,24 +466,24 @@ static int reader_header_check(struct lyr_reader *r, const uint8_t *h, uint64_t 
 {
 	struct lyr_info *i = &r->info;
 
-	if (get32(h) != LYR_MAGIC)
+	if (ar_get_be32(h) != LYR_MAGIC)
 		return reader_corrupt(r, 0, "not a layer file (bad magic)");
-	if (get32(h + LYR_HEADER_BYTES - 4) != ar_crc32c(h, LYR_HEADER_BYTES - 4))
+	if (ar_get_be32(h + LYR_HEADER_BYTES - 4) != ar_crc32c(h, LYR_HEADER_BYTES - 4))
 		return reader_corrupt(r, 0, "header checksum mismatch");
-	if (get16(h + 4) != LYR_FORMAT_VERSION)
-		return reader_corrupt(r, 4, "unsupported format version %u", get16(h + 4));
+	if (ar_get_be16(h + 4) != LYR_FORMAT_VERSION)
+		return reader_corrupt(r, 4, "unsupported format version %u", ar_get_be16(h + 4));
 	i->kind = (enum lyr_kind)h[6];
 	ar_key_decode(h + 8, &i->keys.start);
 	ar_key_decode(h + 26, &i->keys.end);
-	i->lsn_start = get64(h + 48);
-	i->lsn_end = get64(h + 56);
-	i->value_count = get64(h + 64);
-	r->data_end = get64(h + 72);
-	r->root = get64(h + 80);
-	i->index_levels = get32(h + 88);
-	i->index_node_bytes = get32(h + 92);
-	r->leaves = get64(h + 96);
-	i->file_bytes = get64(h + 104);
+	i->lsn_start = ar_get_be64(h + 48);
+	i->lsn_end = ar_get_be64(h + 56);
+	i->value_count = ar_get_be64(h + 64);
+	r->data_end = ar_get_be64(h + 72);
+	r->root = ar_get_be64(h + 80);
+	i->index_levels = ar_get_be32(h + 88);
+	i->index_node_bytes = ar_get_be32(h + 92);
+	r->leaves = ar_get_be64(h + 96);
+	i->file_bytes = ar_get_be64(h + 104);
 	uint32_t nb = i->index_node_bytes;
 	if ((i->kind != LYR_DELTA && i->kind != LYR_IMAGE) ||
 	    ar_key_cmp(&i->keys.start, &i->keys.end) >= 0 || i->lsn_start >= i->lsn_end ||
@@ -631,18 +599,18 @@ static int reader_node(struct lyr_reader *r, uint64_t offset, uint8_t level, uin
 		int rc = reader_read(r, out, nb, offset);
 		if (rc < 0)
 			return rc;
-		uint32_t crc = get32(out + 8);
-		put32(out + 8, 0);
+		uint32_t crc = ar_get_be32(out + 8);
+		ar_put_be32(out + 8, 0);
 		bool ok = crc == ar_crc32c(out, nb);
-		put32(out + 8, crc);
+		ar_put_be32(out + 8, crc);
 		if (!ok)
 			return reader_corrupt(r, offset, "index node checksum mismatch");
 		rc = ar_blockcache_put(r->cache, r->file_id, offset, out, nb);
 		if (rc < 0)
 			return rc;
 	}
-	if (get16(out) != LYR_NODE_MAGIC || out[2] != level || get16(out + 4) == 0 ||
-	    get16(out + 4) > node_capacity(r, level))
+	if (ar_get_be16(out) != LYR_NODE_MAGIC || out[2] != level || ar_get_be16(out + 4) == 0 ||
+	    ar_get_be16(out + 4) > node_capacity(r, level))
 		return reader_corrupt(r, offset, "bad index node (level %u expected)", level);
 	return 0;
 }
@@ -653,7 +621,7 @@ static int entry_cmp(const uint8_t *entry, const uint8_t key[AR_KEY_BYTES], ar_l
 	int c = memcmp(entry, key, AR_KEY_BYTES);
 	if (c != 0)
 		return c;
-	ar_lsn e = get64(entry + AR_KEY_BYTES);
+	ar_lsn e = ar_get_be64(entry + AR_KEY_BYTES);
 	return e < lsn ? -1 : e > lsn ? 1 : 0;
 }
 
@@ -675,7 +643,7 @@ static int reader_seek(struct lyr_reader *r, const uint8_t key[AR_KEY_BYTES], ar
 		rc = reader_node(r, offset, (uint8_t)level, r->node);
 		if (rc < 0)
 			return rc;
-		uint32_t lo = 0, hi = get16(r->node + 4); /* last entry <= target */
+		uint32_t lo = 0, hi = ar_get_be16(r->node + 4); /* last entry <= target */
 		while (hi - lo > 1) {
 			uint32_t mid = (lo + hi) / 2;
 			const uint8_t *e =
@@ -685,14 +653,15 @@ static int reader_seek(struct lyr_reader *r, const uint8_t key[AR_KEY_BYTES], ar
 			else
 				hi = mid;
 		}
-		offset = get64(r->node + LYR_NODE_HEADER_BYTES + lo * LYR_INNER_ENTRY_BYTES + 26);
+		offset =
+		    ar_get_be64(r->node + LYR_NODE_HEADER_BYTES + lo * LYR_INNER_ENTRY_BYTES + 26);
 	}
 	rc = reader_node(r, offset, 0, r->leaf);
 	if (rc < 0)
 		return rc;
 	c->leaf = r->leaf;
 	c->leaf_offset = offset;
-	c->count = get16(r->leaf + 4);
+	c->count = ar_get_be16(r->leaf + 4);
 	uint32_t lo = 0, hi = c->count; /* first entry >= target */
 	while (lo < hi) {
 		uint32_t mid = (lo + hi) / 2;
@@ -722,7 +691,7 @@ static int reader_entry(struct lyr_reader *r, struct cursor *c, const uint8_t **
 		if (rc < 0)
 			return rc;
 		c->leaf_offset = next;
-		c->count = get16(c->leaf + 4);
+		c->count = ar_get_be16(c->leaf + 4);
 		c->pos = 0;
 	}
 	*entry_out = c->leaf + LYR_NODE_HEADER_BYTES + c->pos * LYR_LEAF_ENTRY_BYTES;
@@ -752,11 +721,11 @@ static int reader_block(struct lyr_reader *r, uint64_t offset, uint32_t bytes,
 	if (rc < 0)
 		return rc;
 	const uint8_t *h = r->io, *payload = r->io + LYR_BLOCK_HEADER_BYTES;
-	uint32_t raw_len = get32(h + 8), stored = get32(h + 12);
-	if (get32(h) != LYR_BLOCK_MAGIC || h[4] > CODEC_ZSTD || raw_len > LYR_BLOCK_RAW_BYTES_MAX ||
-	    stored != bytes - LYR_BLOCK_HEADER_BYTES)
+	uint32_t raw_len = ar_get_be32(h + 8), stored = ar_get_be32(h + 12);
+	if (ar_get_be32(h) != LYR_BLOCK_MAGIC || h[4] > CODEC_ZSTD ||
+	    raw_len > LYR_BLOCK_RAW_BYTES_MAX || stored != bytes - LYR_BLOCK_HEADER_BYTES)
 		return reader_corrupt(r, offset, "bad value block header");
-	if (get32(h + 16) != ar_crc32c(payload, stored))
+	if (ar_get_be32(h + 16) != ar_crc32c(payload, stored))
 		return reader_corrupt(r, offset, "value block checksum mismatch");
 	rc = reader_grow(&r->raw, &r->raw_cap, raw_len ? raw_len : 1);
 	if (rc < 0)
@@ -780,13 +749,13 @@ static int reader_block(struct lyr_reader *r, uint64_t offset, uint32_t bytes,
 static int reader_value(struct lyr_reader *r, const uint8_t *entry, struct ar_key *key_out,
 			ar_lsn *lsn_out, struct ar_value *value_out)
 {
-	uint64_t block = get64(entry + 26);
-	uint32_t off = get32(entry + 38);
+	uint64_t block = ar_get_be64(entry + 26);
+	uint32_t off = ar_get_be32(entry + 38);
 	const uint8_t *raw = NULL;
 	uint32_t raw_len = 0;
 	size_t used;
 
-	int rc = reader_block(r, block, get32(entry + 34), &raw, &raw_len);
+	int rc = reader_block(r, block, ar_get_be32(entry + 34), &raw, &raw_len);
 	if (rc < 0)
 		return rc;
 	if (off > raw_len || raw_len - off < LYR_RECORD_HEADER_BYTES)
@@ -798,7 +767,7 @@ static int reader_value(struct lyr_reader *r, const uint8_t *entry, struct ar_ke
 			    raw_len - off - LYR_RECORD_HEADER_BYTES, value_out, &used) < 0)
 		return reader_corrupt(r, block, "malformed value at offset %u", off);
 	ar_key_decode(entry, key_out);
-	*lsn_out = get64(entry + AR_KEY_BYTES);
+	*lsn_out = ar_get_be64(entry + AR_KEY_BYTES);
 	return 0;
 }
 
@@ -816,7 +785,7 @@ static int reader_walk(struct lyr_reader *r, struct cursor *c, const uint8_t *ke
 			return rc;
 		if (key && memcmp(e, key, AR_KEY_BYTES) != 0)
 			return 0;
-		if (get64(e + AR_KEY_BYTES) >= lsn_below) {
+		if (ar_get_be64(e + AR_KEY_BYTES) >= lsn_below) {
 			if (key)
 				return 0;
 		} else {
@@ -863,7 +832,7 @@ int lyr_reader_scan(struct lyr_reader *r, lyr_value_fn *fn, void *ctx)
 	int rc = reader_node(r, r->data_end, 0, r->leaf);
 	if (rc < 0)
 		return rc;
-	c.count = get16(r->leaf + 4);
+	c.count = ar_get_be16(r->leaf + 4);
 	return reader_walk(r, &c, NULL, AR_LSN_MAX, fn, ctx);
 }
 
@@ -890,7 +859,7 @@ int lyr_cursor_open(struct lyr_reader *r, struct lyr_cursor **out)
 	int rc = cur->c.leaf ? 0 : -ENOMEM;
 	if (rc == 0 && r->info.value_count > 0) {
 		rc = reader_node(r, r->data_end, 0, cur->c.leaf);
-		cur->c.count = rc == 0 ? get16(cur->c.leaf + 4) : 0;
+		cur->c.count = rc == 0 ? ar_get_be16(cur->c.leaf + 4) : 0;
 	}
 	if (rc < 0) {
 		free(cur->c.leaf);

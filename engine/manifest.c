@@ -3,6 +3,7 @@
  * manifest.h).  The decoder checks the checksum first, then every field.
  */
 #include "engine/manifest.h"
+#include "common/bytes.h"
 
 #include "common/assert.h"
 #include "common/crc32c.h"
@@ -17,30 +18,6 @@
 #define MANIFEST_MAGIC 0x4152474Du /* "ARGM" */
 #define MANIFEST_VERSION 1
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)(v >> 32));
-	put32(p + 4, (uint32_t)v);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) << 32 | get32(p + 4);
-}
-
 size_t manifest_encoded_bytes(const struct manifest *m)
 {
 	return MANIFEST_HEADER_BYTES + (size_t)m->layer_count * MANIFEST_ENTRY_BYTES + 4;
@@ -51,30 +28,30 @@ void manifest_encode(const struct manifest *m, uint8_t *out)
 	AR_ASSERT(m->layer_count <= MANIFEST_LAYERS_MAX);
 	size_t n = manifest_encoded_bytes(m);
 	memset(out, 0, n);
-	put32(out, MANIFEST_MAGIC);
+	ar_put_be32(out, MANIFEST_MAGIC);
 	out[4] = 0;
 	out[5] = MANIFEST_VERSION;
 	out[7] = m->has_ancestor ? 1 : 0;
 	memcpy(out + 8, m->id.bytes, 16);
 	memcpy(out + 24, m->ancestor.bytes, 16);
-	put64(out + 40, m->ancestor_lsn);
-	put64(out + 48, m->start_lsn);
-	put64(out + 56, m->disk_consistent_lsn);
-	put64(out + 64, m->gc_cutoff);
-	put32(out + 72, m->next_seq);
-	put32(out + 76, m->layer_count);
+	ar_put_be64(out + 40, m->ancestor_lsn);
+	ar_put_be64(out + 48, m->start_lsn);
+	ar_put_be64(out + 56, m->disk_consistent_lsn);
+	ar_put_be64(out + 64, m->gc_cutoff);
+	ar_put_be32(out + 72, m->next_seq);
+	ar_put_be32(out + 76, m->layer_count);
 	for (uint32_t i = 0; i < m->layer_count; i++) {
 		const struct manifest_layer *l = &m->layers[i];
 		uint8_t *e = out + MANIFEST_HEADER_BYTES + (size_t)i * MANIFEST_ENTRY_BYTES;
 		e[0] = (uint8_t)l->info.kind;
 		e[1] = l->level;
-		put32(e + 4, l->seq);
+		ar_put_be32(e + 4, l->seq);
 		ar_key_encode(&l->info.keys.start, e + 8);
 		ar_key_encode(&l->info.keys.end, e + 26);
-		put64(e + 48, l->info.lsn_start);
-		put64(e + 56, l->info.lsn_end);
+		ar_put_be64(e + 48, l->info.lsn_start);
+		ar_put_be64(e + 56, l->info.lsn_end);
 	}
-	put32(out + n - 4, ar_crc32c(out, n - 4));
+	ar_put_be32(out + n - 4, ar_crc32c(out, n - 4));
 }
 
 static int manifest_fail(char err[160], size_t offset, const char *what)
@@ -88,14 +65,14 @@ static int manifest_entry_decode(const uint8_t *e, size_t offset, const struct m
 {
 	l->info.kind = (enum lyr_kind)e[0];
 	l->level = e[1];
-	l->seq = get32(e + 4);
+	l->seq = ar_get_be32(e + 4);
 	ar_key_decode(e + 8, &l->info.keys.start);
 	ar_key_decode(e + 26, &l->info.keys.end);
-	l->info.lsn_start = get64(e + 48);
-	l->info.lsn_end = get64(e + 56);
+	l->info.lsn_start = ar_get_be64(e + 48);
+	l->info.lsn_end = ar_get_be64(e + 56);
 	if (l->info.kind != LYR_DELTA && l->info.kind != LYR_IMAGE)
 		return manifest_fail(err, offset, "bad layer kind");
-	if (l->level > 1 || e[2] || e[3] || get32(e + 44) != 0)
+	if (l->level > 1 || e[2] || e[3] || ar_get_be32(e + 44) != 0)
 		return manifest_fail(err, offset, "bad layer level or padding");
 	if (ar_key_cmp(&l->info.keys.start, &l->info.keys.end) >= 0 ||
 	    l->info.lsn_start >= l->info.lsn_end ||
@@ -111,9 +88,9 @@ int manifest_decode(const uint8_t *in, size_t len, struct manifest *out, char er
 	memset(out, 0, sizeof(*out));
 	if (len < MANIFEST_HEADER_BYTES + 4)
 		return manifest_fail(err, len, "manifest is too short");
-	if (get32(in) != MANIFEST_MAGIC)
+	if (ar_get_be32(in) != MANIFEST_MAGIC)
 		return manifest_fail(err, 0, "not a manifest (bad magic)");
-	if (get32(in + len - 4) != ar_crc32c(in, len - 4))
+	if (ar_get_be32(in + len - 4) != ar_crc32c(in, len - 4))
 		return manifest_fail(err, len - 4, "manifest checksum mismatch");
 	if (in[4] != 0 || in[5] != MANIFEST_VERSION)
 		return manifest_fail(err, 4, "unsupported manifest version");
@@ -122,12 +99,12 @@ int manifest_decode(const uint8_t *in, size_t len, struct manifest *out, char er
 	out->has_ancestor = in[7] & 1;
 	memcpy(out->id.bytes, in + 8, 16);
 	memcpy(out->ancestor.bytes, in + 24, 16);
-	out->ancestor_lsn = get64(in + 40);
-	out->start_lsn = get64(in + 48);
-	out->disk_consistent_lsn = get64(in + 56);
-	out->gc_cutoff = get64(in + 64);
-	out->next_seq = get32(in + 72);
-	uint32_t count = get32(in + 76);
+	out->ancestor_lsn = ar_get_be64(in + 40);
+	out->start_lsn = ar_get_be64(in + 48);
+	out->disk_consistent_lsn = ar_get_be64(in + 56);
+	out->gc_cutoff = ar_get_be64(in + 64);
+	out->next_seq = ar_get_be32(in + 72);
+	uint32_t count = ar_get_be32(in + 76);
 	if (count > MANIFEST_LAYERS_MAX ||
 	    len != MANIFEST_HEADER_BYTES + (size_t)count * MANIFEST_ENTRY_BYTES + 4)
 		return manifest_fail(err, 76, "layer count does not match the manifest's size");

@@ -10,6 +10,7 @@
  *  3. A timeline with children is never deleted.
  */
 #include "engine/tenant.h"
+#include "common/bytes.h"
 
 #include "common/assert.h"
 #include "common/crc32c.h"
@@ -32,19 +33,6 @@ struct ar_tenant {
 	struct ar_timeline *timelines[TENANT_TIMELINES_MAX];
 	uint32_t timeline_count;
 };
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 static void tenant_path(const struct ar_tenant *t, const char *name, char *out, size_t size)
 {
@@ -80,11 +68,11 @@ static int tenant_conf_write(struct ar_tenant *t)
 	char path[AR_PATH_BYTES_MAX];
 	int fd;
 
-	put32(b, TENANT_CONF_MAGIC);
-	put32(b + 4, t->params.shards.shard_count);
-	put32(b + 8, t->params.shards.stripe_blocks);
-	put32(b + 12, t->params.shard_number);
-	put32(b + 16, ar_crc32c(b, 16));
+	ar_put_be32(b, TENANT_CONF_MAGIC);
+	ar_put_be32(b + 4, t->params.shards.shard_count);
+	ar_put_be32(b + 8, t->params.shards.stripe_blocks);
+	ar_put_be32(b + 12, t->params.shard_number);
+	ar_put_be32(b + 16, ar_crc32c(b, 16));
 	tenant_path(t, TENANT_CONF, path, sizeof(path));
 	int rc = ar_vfs_open(t->env->vfs, path, AR_VFS_WRITE | AR_VFS_CREATE | AR_VFS_EXCL, &fd);
 	if (rc < 0)
@@ -109,15 +97,15 @@ static int tenant_conf_read(struct ar_tenant *t, char err[LYR_ERROR_BYTES])
 	ar_vfs_close(t->env->vfs, fd);
 	if (n < 0)
 		return (int)n;
-	if (n != (int64_t)sizeof(b) || get32(b) != TENANT_CONF_MAGIC ||
-	    get32(b + 16) != ar_crc32c(b, 16)) {
+	if (n != (int64_t)sizeof(b) || ar_get_be32(b) != TENANT_CONF_MAGIC ||
+	    ar_get_be32(b + 16) != ar_crc32c(b, 16)) {
 		snprintf(err, LYR_ERROR_BYTES, "tenant configuration \"%s\" is corrupt at offset 0",
 			 path);
 		return -AR_ECORRUPT;
 	}
-	t->params.shards.shard_count = get32(b + 4);
-	t->params.shards.stripe_blocks = get32(b + 8);
-	t->params.shard_number = get32(b + 12);
+	t->params.shards.shard_count = ar_get_be32(b + 4);
+	t->params.shards.stripe_blocks = ar_get_be32(b + 8);
+	t->params.shard_number = ar_get_be32(b + 12);
 	return 0;
 }
 
