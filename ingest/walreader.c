@@ -1,0 +1,289 @@
+/*
+ * walreader.c - Reassembles WAL records from consecutive 8 KiB pages.
+ *
+ * States: between records (next is where the next record starts), or inside a
+ * record that continues on the next page (rec holds its first part).  Per page:
+ * check the header (magic, address, flags; the long header of a segment's first
+ * page names the system and the segment size), take the continuation the page
+ * starts with, then the records that start on it.
+ *
+ * Ends of WAL, all clean (AR_WAL_END): a page whose address is not the one
+ * expected (a recycled segment), a zeroed page, a zero record length.  After an
+ * XLOG_SWITCH record the rest of the segment is skipped.  A page flagged
+ * XLP_FIRST_IS_OVERWRITE_CONTRECORD (after a primary crash) ends the partial
+ * record we hold: it was never completed and is dropped.
+ */
+#include "ingest/walrec.h"
+
+#include "common/err.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct wal_reader {
+	uint32_t seg_bytes;
+	uint64_t system_id;
+	bool have_system_id;
+	ar_lsn next; /* where the next record starts */
+	ar_lsn prev; /* the last record's start, for xl_prev */
+	bool have_prev;
+	bool skip_to_segment_end;
+	uint8_t *rec; /* a record being assembled */
+	size_t rec_len;
+	size_t rec_need;
+	size_t rec_cap;
+	ar_lsn rec_start;
+	bool in_record;
+	bool skipping; /* started inside a record: skip its continuation */
+	struct wal_record decoded;
+	char err[256];
+};
+
+static uint16_t le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)le16(p) | (uint32_t)le16(p + 2) << 16;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+static ar_lsn maxalign(ar_lsn x)
+{
+	return (x + 7) & ~(ar_lsn)7;
+}
+
+static int reader_fail(struct wal_reader *r, ar_lsn lsn, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int reader_fail(struct wal_reader *r, ar_lsn lsn, const char *fmt, ...)
+{
+	char what[200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	snprintf(r->err, sizeof(r->err), "%s at %X/%08X", what, (unsigned)(lsn >> 32),
+		 (unsigned)lsn);
+	return -AR_ECORRUPT;
+}
+
+int wal_reader_create(ar_lsn start_lsn, uint32_t seg_bytes, struct wal_reader **out)
+{
+	if (seg_bytes < 1024 * 1024 || (seg_bytes & (seg_bytes - 1)) != 0)
+		return -EINVAL;
+	struct wal_reader *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->seg_bytes = seg_bytes;
+	r->next = start_lsn;
+	*out = r;
+	return 0;
+}
+
+void wal_reader_destroy(struct wal_reader *r)
+{
+	if (!r)
+		return;
+	free(r->rec);
+	free(r);
+}
+
+const char *wal_reader_error(const struct wal_reader *r)
+{
+	return r->err;
+}
+
+ar_lsn wal_reader_next_lsn(const struct wal_reader *r)
+{
+	return r->next;
+}
+
+uint64_t wal_reader_system_id(const struct wal_reader *r)
+{
+	return r->system_id;
+}
+
+static int rec_append(struct wal_reader *r, const uint8_t *p, size_t n)
+{
+	if (r->rec_len + n > r->rec_cap) {
+		size_t cap = r->rec_cap ? r->rec_cap : 65536;
+		while (cap < r->rec_len + n)
+			cap *= 2;
+		uint8_t *b = realloc(r->rec, cap);
+		if (!b)
+			return -ENOMEM;
+		r->rec = b;
+		r->rec_cap = cap;
+	}
+	memcpy(r->rec + r->rec_len, p, n);
+	r->rec_len += n;
+	return 0;
+}
+
+/* A whole record is in r->rec: check it against the chain, decode, hand over. */
+static int rec_complete(struct wal_reader *r, ar_lsn end, wal_record_fn *fn, void *ctx)
+{
+	char why[160];
+	r->in_record = false;
+	if (r->have_prev && le64(r->rec + 8) != r->prev)
+		return reader_fail(r, r->rec_start, "record with incorrect prev-link %" PRIX64,
+				   le64(r->rec + 8));
+	int rc = wal_record_decode(r->rec, r->rec_len, &r->decoded, why);
+	if (rc < 0)
+		return reader_fail(r, r->rec_start, "%s", why);
+	r->decoded.lsn = r->rec_start;
+	r->decoded.end_lsn = end;
+	r->prev = r->rec_start;
+	r->have_prev = true;
+	r->next = maxalign(end);
+	if (r->decoded.rmid == WAL_RM_XLOG && (r->decoded.info & 0xF0) == WAL_XLOG_SWITCH) {
+		r->next = ((end - 1) / r->seg_bytes + 1) * r->seg_bytes;
+		r->skip_to_segment_end = true;
+	}
+	return fn(ctx, &r->decoded);
+}
+
+/* Check the page header; *hdr_out is its length.  AR_WAL_END for a page that is
+ * not (yet) part of this WAL: zeroed, or recycled from an older segment. */
+static int page_header(struct wal_reader *r, const uint8_t *page, ar_lsn page_lsn,
+		       uint16_t *info_out, uint32_t *hdr_out)
+{
+	uint16_t magic = le16(page), info = le16(page + 2);
+	uint64_t addr = le64(page + 8);
+
+	if (magic == 0 && addr == 0)
+		return AR_WAL_END;
+	if (addr != page_lsn)
+		return AR_WAL_END; /* a recycled segment: where the WAL ends */
+	if (magic != WAL_PAGE_MAGIC)
+		return reader_fail(r, page_lsn, "invalid magic number %04X in WAL page", magic);
+	if (info & ~0x000Fu)
+		return reader_fail(r, page_lsn, "invalid info bits %04X in WAL page", info);
+	bool seg_start = page_lsn % r->seg_bytes == 0;
+	if (seg_start != ((info & WAL_XLP_LONG_HEADER) != 0))
+		return reader_fail(r, page_lsn, "long page header %s",
+				   seg_start ? "missing" : "unexpected");
+	*hdr_out = seg_start ? WAL_LONG_PAGE_HEADER_BYTES : WAL_SHORT_PAGE_HEADER_BYTES;
+	if (seg_start) {
+		uint64_t sysid = le64(page + 24);
+		if (le32(page + 32) != r->seg_bytes || le32(page + 36) != WAL_PAGE_BYTES)
+			return reader_fail(r, page_lsn,
+					   "WAL segment size %u or page size %u unexpected",
+					   le32(page + 32), le32(page + 36));
+		if (r->have_system_id && sysid != r->system_id)
+			return reader_fail(r, page_lsn,
+					   "WAL file is from a different database system: system "
+					   "identifier %" PRIu64 ", expected %" PRIu64,
+					   sysid, r->system_id);
+		r->system_id = sysid;
+		r->have_system_id = true;
+	}
+	*info_out = info;
+	return 0;
+}
+
+/* The continuation at the page's start.  *off_out: where records may start. */
+static int page_continuation(struct wal_reader *r, const uint8_t *page, ar_lsn page_lsn,
+			     uint16_t info, uint32_t hdr, uint32_t *off_out, bool *more_out,
+			     wal_record_fn *fn, void *ctx)
+{
+	uint32_t rem = le32(page + 16), space = WAL_PAGE_BYTES - hdr;
+	uint32_t n = rem < space ? rem : space;
+
+	*off_out = hdr;
+	*more_out = false;
+	if (!(info & WAL_XLP_FIRST_IS_CONTRECORD)) {
+		if (r->in_record && !(info & WAL_XLP_FIRST_IS_OVERWRITE_CONTRECORD))
+			return reader_fail(r, page_lsn, "there is no contrecord flag");
+		if (r->in_record) {
+			r->in_record = false; /* never completed: dropped, as PostgreSQL does */
+			r->have_prev = false;
+			r->next = page_lsn + hdr;
+		}
+		r->skipping = false;
+		return 0;
+	}
+	if (r->skipping || (!r->in_record && r->next <= page_lsn + hdr)) {
+		r->skipping = rem > space;
+		*more_out = r->skipping;
+		*off_out = (uint32_t)maxalign(hdr + n);
+		if (r->next < page_lsn + *off_out)
+			r->next = page_lsn + *off_out;
+		return 0;
+	}
+	if (!r->in_record)
+		return 0; /* the continuation belongs to a record before our start */
+	if (rem != r->rec_need - r->rec_len)
+		return reader_fail(r, page_lsn, "invalid contrecord length %u (expected %zu)", rem,
+				   r->rec_need - r->rec_len);
+	int rc = rec_append(r, page + hdr, n);
+	if (rc < 0)
+		return rc;
+	if (r->rec_len < r->rec_need) {
+		*more_out = true;
+		return 0;
+	}
+	rc = rec_complete(r, page_lsn + hdr + n, fn, ctx);
+	*off_out = (uint32_t)maxalign(hdr + n);
+	return rc;
+}
+
+int wal_reader_page(struct wal_reader *r, const uint8_t *page, ar_lsn page_lsn, wal_record_fn *fn,
+		    void *ctx)
+{
+	uint16_t info = 0;
+	uint32_t hdr = 0, off;
+	bool more;
+
+	if (r->skip_to_segment_end && page_lsn < r->next)
+		return 0; /* after XLOG_SWITCH: the rest of the segment is unused */
+	r->skip_to_segment_end = false;
+	bool before_start = page_lsn + WAL_PAGE_BYTES <= r->next && !r->in_record && !r->skipping;
+	if (before_start && page_lsn % r->seg_bytes != 0)
+		return 0; /* before where we start */
+	/* A segment's first page is always checked: it names the database system. */
+	int rc = page_header(r, page, page_lsn, &info, &hdr);
+	if (rc != 0 || before_start)
+		return rc;
+	rc = page_continuation(r, page, page_lsn, info, hdr, &off, &more, fn, ctx);
+	if (rc != 0 || more || r->skip_to_segment_end)
+		return rc;
+	ar_lsn pos = page_lsn + off > r->next ? page_lsn + off : r->next;
+	/* Bounded: each pass moves pos forward by a whole record or ends the page. */
+	while (pos + 8 <= page_lsn + WAL_PAGE_BYTES) {
+		uint32_t o = (uint32_t)(pos - page_lsn);
+		uint32_t tot_len = le32(page + o);
+		if (tot_len == 0)
+			return AR_WAL_END; /* zeroed space: nothing was written here */
+		if (tot_len < WAL_RECORD_HEADER_BYTES || tot_len > WAL_RECORD_BYTES_MAX)
+			return reader_fail(r, pos, "invalid record length %u", tot_len);
+		r->rec_start = pos;
+		r->rec_len = 0;
+		r->rec_need = tot_len;
+		uint32_t n = tot_len < WAL_PAGE_BYTES - o ? tot_len : WAL_PAGE_BYTES - o;
+		rc = rec_append(r, page + o, n);
+		if (rc < 0)
+			return rc;
+		if (n < tot_len) {
+			r->in_record = true;
+			return 0;
+		}
+		rc = rec_complete(r, pos + tot_len, fn, ctx);
+		if (rc != 0 || r->skip_to_segment_end)
+			return rc;
+		pos = r->next;
+	}
+	if (r->next < page_lsn + WAL_PAGE_BYTES)
+		r->next = page_lsn + WAL_PAGE_BYTES;
+	return 0;
+}
