@@ -1,6 +1,7 @@
 /*
- * bytes.h - Big-endian integers in byte buffers: every on-disk and wire format
- * of Argon is big-endian (layer files, manifests, keys, PostgreSQL's protocol).
+ * bytes.h - Integers in byte buffers.  Every on-disk and wire format of Argon is
+ * big-endian (layer files, manifests, keys, PostgreSQL's protocol); PostgreSQL's
+ * WAL is in its host's order, little-endian on every platform Argon reads from.
  */
 #ifndef AR_COMMON_BYTES_H
 #define AR_COMMON_BYTES_H
@@ -38,6 +39,21 @@ static inline uint32_t ar_get_be32(const uint8_t *p)
 static inline uint64_t ar_get_be64(const uint8_t *p)
 {
 	return (uint64_t)ar_get_be32(p) << 32 | ar_get_be32(p + 4);
+}
+
+static inline uint16_t ar_get_le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline uint32_t ar_get_le32(const uint8_t *p)
+{
+	return (uint32_t)ar_get_le16(p) | (uint32_t)ar_get_le16(p + 2) << 16;
+}
+
+static inline uint64_t ar_get_le64(const uint8_t *p)
+{
+	return (uint64_t)ar_get_le32(p) | (uint64_t)ar_get_le32(p + 4) << 32;
 }
 
 #endif

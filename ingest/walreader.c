@@ -15,6 +15,7 @@
  */
 #include "ingest/walrec.h"
 
+#include "common/bytes.h"
 #include "common/err.h"
 
 #include <errno.h>
@@ -42,21 +43,6 @@ struct wal_reader {
 	struct wal_record decoded;
 	char err[256];
 };
-
-static uint16_t le16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)le16(p) | (uint32_t)le16(p + 2) << 16;
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
-}
 
 static ar_lsn maxalign(ar_lsn x)
 {
@@ -135,9 +121,9 @@ static int rec_complete(struct wal_reader *r, ar_lsn end, wal_record_fn *fn, voi
 {
 	char why[160];
 	r->in_record = false;
-	if (r->have_prev && le64(r->rec + 8) != r->prev)
+	if (r->have_prev && ar_get_le64(r->rec + 8) != r->prev)
 		return reader_fail(r, r->rec_start, "record with incorrect prev-link %" PRIX64,
-				   le64(r->rec + 8));
+				   ar_get_le64(r->rec + 8));
 	int rc = wal_record_decode(r->rec, r->rec_len, &r->decoded, why);
 	if (rc < 0)
 		return reader_fail(r, r->rec_start, "%s", why);
@@ -158,8 +144,8 @@ static int rec_complete(struct wal_reader *r, ar_lsn end, wal_record_fn *fn, voi
 static int page_header(struct wal_reader *r, const uint8_t *page, ar_lsn page_lsn,
 		       uint16_t *info_out, uint32_t *hdr_out)
 {
-	uint16_t magic = le16(page), info = le16(page + 2);
-	uint64_t addr = le64(page + 8);
+	uint16_t magic = ar_get_le16(page), info = ar_get_le16(page + 2);
+	uint64_t addr = ar_get_le64(page + 8);
 
 	if (magic == 0 && addr == 0)
 		return AR_WAL_END;
@@ -175,11 +161,12 @@ static int page_header(struct wal_reader *r, const uint8_t *page, ar_lsn page_ls
 				   seg_start ? "missing" : "unexpected");
 	*hdr_out = seg_start ? WAL_LONG_PAGE_HEADER_BYTES : WAL_SHORT_PAGE_HEADER_BYTES;
 	if (seg_start) {
-		uint64_t sysid = le64(page + 24);
-		if (le32(page + 32) != r->seg_bytes || le32(page + 36) != WAL_PAGE_BYTES)
+		uint64_t sysid = ar_get_le64(page + 24);
+		if (ar_get_le32(page + 32) != r->seg_bytes ||
+		    ar_get_le32(page + 36) != WAL_PAGE_BYTES)
 			return reader_fail(r, page_lsn,
 					   "WAL segment size %u or page size %u unexpected",
-					   le32(page + 32), le32(page + 36));
+					   ar_get_le32(page + 32), ar_get_le32(page + 36));
 		if (r->have_system_id && sysid != r->system_id)
 			return reader_fail(r, page_lsn,
 					   "WAL file is from a different database system: system "
@@ -197,7 +184,7 @@ static int page_continuation(struct wal_reader *r, const uint8_t *page, ar_lsn p
 			     uint16_t info, uint32_t hdr, uint32_t *off_out, bool *more_out,
 			     wal_record_fn *fn, void *ctx)
 {
-	uint32_t rem = le32(page + 16), space = WAL_PAGE_BYTES - hdr;
+	uint32_t rem = ar_get_le32(page + 16), space = WAL_PAGE_BYTES - hdr;
 	uint32_t n = rem < space ? rem : space;
 
 	*off_out = hdr;
@@ -262,7 +249,7 @@ int wal_reader_page(struct wal_reader *r, const uint8_t *page, ar_lsn page_lsn, 
 	/* Bounded: each pass moves pos forward by a whole record or ends the page. */
 	while (pos + 8 <= page_lsn + WAL_PAGE_BYTES) {
 		uint32_t o = (uint32_t)(pos - page_lsn);
-		uint32_t tot_len = le32(page + o);
+		uint32_t tot_len = ar_get_le32(page + o);
 		if (tot_len == 0)
 			return AR_WAL_END; /* zeroed space: nothing was written here */
 		if (tot_len < WAL_RECORD_HEADER_BYTES || tot_len > WAL_RECORD_BYTES_MAX)

@@ -10,6 +10,7 @@
  */
 #include "ingest/walrec.h"
 
+#include "common/bytes.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 
@@ -31,21 +32,6 @@ static const char *const rmgr_names[WAL_RM_COUNT] = {
 const char *wal_rmgr_name(uint8_t rmid)
 {
 	return rmid < WAL_RM_COUNT ? rmgr_names[rmid] : "unknown";
-}
-
-static uint16_t le16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)le16(p) | (uint32_t)le16(p + 2) << 16;
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
 }
 
 static int fail(char err[160], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -79,8 +65,8 @@ static int decode_image_header(struct take *t, struct wal_block *b, char err[160
 	uint8_t h[5];
 	if (!take(t, h, 5))
 		return fail(err, "image header truncated");
-	b->image_len = le16(h);
-	b->hole_offset = le16(h + 2);
+	b->image_len = ar_get_le16(h);
+	b->hole_offset = ar_get_le16(h + 2);
 	b->bimg_info = h[4];
 	b->apply_image = b->bimg_info & WAL_BKPIMAGE_APPLY;
 	bool compressed = b->bimg_info & (WAL_BKPIMAGE_COMPRESS_PGLZ | WAL_BKPIMAGE_COMPRESS_LZ4 |
@@ -90,7 +76,7 @@ static int decode_image_header(struct take *t, struct wal_block *b, char err[160
 		uint8_t l[2];
 		if (!take(t, l, 2))
 			return fail(err, "image hole length truncated");
-		b->hole_length = le16(l);
+		b->hole_length = ar_get_le16(l);
 	} else if (compressed) {
 		b->hole_length = 0;
 	} else {
@@ -128,7 +114,7 @@ static int decode_block_header(struct take *t, struct wal_record *r, uint8_t id,
 		return fail(err, "block %u header truncated", id);
 	b->in_use = true;
 	b->fork_flags = h[0];
-	b->data_len = le16(h + 1);
+	b->data_len = ar_get_le16(h + 1);
 	b->has_image = h[0] & 0x10;
 	b->has_data = h[0] & 0x20;
 	b->will_init = h[0] & 0x40;
@@ -145,7 +131,8 @@ static int decode_block_header(struct take *t, struct wal_record *r, uint8_t id,
 		uint8_t n[12];
 		if (!take(t, n, 12))
 			return fail(err, "block %u: relation truncated", id);
-		b->rel = (struct ar_rel){ le32(n), le32(n + 4), le32(n + 8), 0 };
+		b->rel =
+		    (struct ar_rel){ ar_get_le32(n), ar_get_le32(n + 4), ar_get_le32(n + 8), 0 };
 		*last_rel = &b->rel;
 	} else if (!*last_rel) {
 		return fail(err, "block %u: BKPBLOCK_SAME_REL with no previous relation", id);
@@ -156,7 +143,7 @@ static int decode_block_header(struct take *t, struct wal_record *r, uint8_t id,
 	uint8_t blk[4];
 	if (!take(t, blk, 4))
 		return fail(err, "block %u: block number truncated", id);
-	b->blkno = le32(blk);
+	b->blkno = ar_get_le32(blk);
 	return 0;
 }
 
@@ -185,20 +172,20 @@ int wal_record_decode(const uint8_t *rec, size_t len, struct wal_record *out, ch
 {
 	if (len < WAL_RECORD_HEADER_BYTES || len > WAL_RECORD_BYTES_MAX)
 		return fail(err, "record length %zu out of range", len);
-	uint32_t tot_len = le32(rec);
+	uint32_t tot_len = ar_get_le32(rec);
 	if (tot_len != len)
 		return fail(err, "record length %u, %zu bytes given", tot_len, len);
 	uint32_t crc = ar_crc32c_update(AR_CRC32C_INIT, rec + WAL_RECORD_HEADER_BYTES,
 					len - WAL_RECORD_HEADER_BYTES);
 	crc = ar_crc32c_final(ar_crc32c_update(crc, rec, 20));
-	if (crc != le32(rec + 20))
+	if (crc != ar_get_le32(rec + 20))
 		return fail(err, "incorrect resource manager data checksum");
 	memset(out, 0, offsetof(struct wal_record, blocks));
 	for (int i = 0; i <= WAL_MAX_BLOCK_ID; i++)
 		out->blocks[i].in_use = false;
 	out->tot_len = tot_len;
-	out->xid = le32(rec + 4);
-	out->prev = le64(rec + 8);
+	out->xid = ar_get_le32(rec + 4);
+	out->prev = ar_get_le64(rec + 8);
 	out->info = rec[16];
 	out->rmid = rec[17];
 	out->max_block_id = -1;
@@ -221,19 +208,19 @@ int wal_record_decode(const uint8_t *rec, size_t len, struct wal_record *out, ch
 			bool is_short = id == 255;
 			if (!take(&t, b, is_short ? 1 : 4))
 				return fail(err, "main data length truncated");
-			out->main_data_len = is_short ? b[0] : le32(b);
+			out->main_data_len = is_short ? b[0] : ar_get_le32(b);
 			datatotal += out->main_data_len;
 			break; /* by convention, the main data header comes last */
 		} else if (id == 253) {
 			if (!take(&t, b, 2))
 				return fail(err, "origin truncated");
 			out->has_origin = true;
-			out->origin = le16(b);
+			out->origin = ar_get_le16(b);
 		} else if (id == 252) {
 			if (!take(&t, b, 4))
 				return fail(err, "top-level xid truncated");
 			out->has_toplevel_xid = true;
-			out->toplevel_xid = le32(b);
+			out->toplevel_xid = ar_get_le32(b);
 		} else if (id <= WAL_MAX_BLOCK_ID) {
 			rc = decode_block_header(&t, out, id, &last_rel, &datatotal, err);
 		} else {
