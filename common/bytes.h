@@ -56,4 +56,22 @@ static inline uint64_t ar_get_le64(const uint8_t *p)
 	return (uint64_t)ar_get_le32(p) | (uint64_t)ar_get_le32(p + 4) << 32;
 }
 
+static inline void ar_put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void ar_put_le32(uint8_t *p, uint32_t v)
+{
+	ar_put_le16(p, (uint16_t)v);
+	ar_put_le16(p + 2, (uint16_t)(v >> 16));
+}
+
+static inline void ar_put_le64(uint8_t *p, uint64_t v)
+{
+	ar_put_le32(p, (uint32_t)v);
+	ar_put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
 #endif

@@ -45,7 +45,15 @@ struct inmem {
 	uint64_t key_count;
 	uint8_t *scratch;
 	size_t scratch_cap;
+	uint8_t *tail; /* the newest values, not yet written to the file */
+	uint64_t tail_off;
+	size_t tail_len;
+	uint8_t *whole; /* the file's written part, read back while writing a layer */
 };
+
+#define INMEM_TAIL_BYTES (1u << 20)
+#define INMEM_READ_BYTES (8u << 20)
+#define INMEM_WHOLE_MAX (1ull << 30)
 
 static uint64_t key_hash(const struct ar_key *k)
 {
@@ -93,7 +101,42 @@ void inmem_destroy(struct inmem *m)
 	ar_vfs_unlink(m->vfs, m->path); /* best effort: a leftover is removed at open */
 	free(m->path);
 	free(m->scratch);
+	free(m->tail);
+	free(m->whole);
 	free(m);
+}
+
+/* Write the tail to the backing file: one I/O per megabyte of values. */
+static int tail_drain(struct inmem *m)
+{
+	if (m->tail_len > 0) {
+		int64_t n = ar_vfs_pwrite(m->vfs, m->fd, m->tail, m->tail_len, m->tail_off);
+		if (n < 0)
+			return (int)n;
+	}
+	m->tail_off = m->bytes;
+	m->tail_len = 0;
+	return 0;
+}
+
+/* Append an encoded value at m->bytes. */
+static int inmem_append(struct inmem *m, const uint8_t *buf, size_t len)
+{
+	if (!m->tail)
+		m->tail = malloc(INMEM_TAIL_BYTES);
+	if (!m->tail || m->tail_len + len > INMEM_TAIL_BYTES) {
+		int rc = tail_drain(m);
+		if (rc < 0)
+			return rc;
+	}
+	if (!m->tail || len > INMEM_TAIL_BYTES) {
+		int64_t n = ar_vfs_pwrite(m->vfs, m->fd, buf, len, m->bytes);
+		m->tail_off = m->bytes + len;
+		return n < 0 ? (int)n : 0;
+	}
+	memcpy(m->tail + m->tail_len, buf, len);
+	m->tail_len += len;
+	return 0;
 }
 
 static struct slot *slot_find(struct slot *slots, uint64_t cap, const struct ar_key *key)
@@ -148,9 +191,9 @@ int inmem_put(struct inmem *m, const struct ar_key *key, ar_lsn lsn, const struc
 		m->scratch_cap = len;
 	}
 	ar_value_encode(v, m->scratch);
-	int64_t n = ar_vfs_pwrite(m->vfs, m->fd, m->scratch, len, m->bytes);
-	if (n < 0)
-		return (int)n;
+	int rc = inmem_append(m, m->scratch, len);
+	if (rc < 0)
+		return rc;
 	if (!s->used) {
 		s->used = true;
 		s->key = *key;
@@ -177,10 +220,19 @@ static int version_emit(struct inmem *m, const struct ar_key *key, const struct 
 		m->scratch = b;
 		m->scratch_cap = ver->len;
 	}
-	int64_t n = ar_vfs_pread(m->vfs, m->fd, m->scratch, ver->len, ver->offset);
-	if (n < 0)
-		return (int)n;
-	if ((uint32_t)n != ver->len || ar_value_decode(m->scratch, ver->len, &v, &used) < 0)
+	const uint8_t *bytes = m->scratch;
+	if (ver->offset >= m->tail_off) {
+		bytes = m->tail + (ver->offset - m->tail_off);
+	} else if (m->whole) {
+		bytes = m->whole + ver->offset;
+	} else {
+		int64_t n = ar_vfs_pread(m->vfs, m->fd, m->scratch, ver->len, ver->offset);
+		if (n < 0)
+			return (int)n;
+		if ((uint32_t)n != ver->len)
+			return -AR_ECORRUPT;
+	}
+	if (ar_value_decode(bytes, ver->len, &v, &used) < 0)
 		return -AR_ECORRUPT; /* our own file changed under us */
 	return fn(ctx, key, ver->lsn, &v);
 }
@@ -229,6 +281,30 @@ static int write_one(void *ctx, const struct ar_key *key, ar_lsn lsn, const stru
 	return lyr_writer_append(wc->w, key, lsn, v);
 }
 
+/* Read the written part of the backing file into memory in large reads, so
+ * writing a layer (values in key order: all over the file) does no small I/O.
+ * Too large a layer falls back to a read per value. */
+static int whole_load(struct inmem *m)
+{
+	if (m->tail_off == 0 || m->tail_off > INMEM_WHOLE_MAX)
+		return 0;
+	m->whole = malloc(m->tail_off);
+	if (!m->whole)
+		return 0;
+	for (uint64_t off = 0; off < m->tail_off;) {
+		uint64_t want = m->tail_off - off < INMEM_READ_BYTES ? m->tail_off - off
+								     : INMEM_READ_BYTES;
+		int64_t n = ar_vfs_pread(m->vfs, m->fd, m->whole + off, want, off);
+		if (n <= 0) {
+			free(m->whole);
+			m->whole = NULL;
+			return n < 0 ? (int)n : -AR_ECORRUPT;
+		}
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
 int inmem_write_layer(struct inmem *m, struct ar_vfs *vfs, const char *path,
 		      const struct lyr_writer_options *options, struct lyr_info *info_out)
 {
@@ -249,7 +325,9 @@ int inmem_write_layer(struct inmem *m, struct ar_vfs *vfs, const char *path,
 				 .lsn_start = m->start_lsn,
 				 .lsn_end = m->end_lsn };
 	struct write_ctx wc = { 0 };
-	int rc = lyr_writer_create(vfs, path, &info, options, &wc.w);
+	int rc = whole_load(m);
+	if (rc == 0)
+		rc = lyr_writer_create(vfs, path, &info, options, &wc.w);
 	for (uint64_t i = 0; rc == 0 && i < n; i++)
 		for (uint32_t j = 0; rc == 0 && j < sorted[i]->count; j++)
 			rc = version_emit(m, &sorted[i]->key, &sorted[i]->versions[j], write_one,
@@ -259,6 +337,8 @@ int inmem_write_layer(struct inmem *m, struct ar_vfs *vfs, const char *path,
 	else if (wc.w)
 		lyr_writer_abort(wc.w);
 	free(sorted);
+	free(m->whole);
+	m->whole = NULL;
 	return rc;
 }
 

@@ -37,6 +37,17 @@ struct ar_key ar_key_rel_dir(uint32_t spc_oid, uint32_t db_oid)
 	return key_make(0, spc_oid, db_oid, 0, 0, 1);
 }
 
+struct ar_key ar_key_rel_dir_part(uint32_t spc_oid, uint32_t db_oid, uint32_t part)
+{
+	assert(part < AR_REL_DIR_PARTS);
+	return key_make(0, spc_oid, db_oid, 0, (uint8_t)part, 1);
+}
+
+uint32_t ar_rel_dir_part_of(uint32_t rel_number)
+{
+	return (rel_number * 0x9E3779B1u) >> 28; /* Fibonacci hash: top 4 bits */
+}
+
 struct ar_key ar_key_db_dir(void)
 {
 	return key_make(0, 0, 0, 0, 0, 0);
@@ -55,6 +66,39 @@ struct ar_key ar_key_slru_block(enum ar_slru kind, uint32_t segno, uint32_t bloc
 struct ar_key ar_key_slru_seg_size(enum ar_slru kind, uint32_t segno)
 {
 	return key_make(1, (uint32_t)kind, 1, segno, 0, AR_KEY_BLOCK_SIZE_MARKER);
+}
+
+struct ar_key ar_key_file_dir(void)
+{
+	return key_make(4, 0, 0, 0, 0, 0);
+}
+
+struct ar_key ar_key_file_block(uint64_t path_hash, uint32_t block)
+{
+	return key_make(4, 1, (uint32_t)(path_hash >> 32), (uint32_t)path_hash, 0, block);
+}
+
+struct ar_key ar_key_file_size(uint64_t path_hash)
+{
+	return ar_key_file_block(path_hash, AR_KEY_BLOCK_SIZE_MARKER);
+}
+
+uint64_t ar_path_hash(const char *path)
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 */
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ull;
+	return h;
+}
+
+struct ar_key ar_key_time_second(uint32_t second)
+{
+	return key_make(5, 0, 0, 0, 0, second);
+}
+
+struct ar_key ar_key_time_hour(uint32_t hour)
+{
+	return key_make(5, 0, 0, 0, 1, hour);
 }
 
 struct ar_key ar_key_control_file(void)

@@ -53,10 +53,30 @@ struct ar_key ar_key_rel_block(struct ar_rel rel, uint32_t block);
 struct ar_key ar_key_rel_size(struct ar_rel rel);
 struct ar_key ar_key_relmap(uint32_t spc_oid, uint32_t db_oid);
 struct ar_key ar_key_rel_dir(uint32_t spc_oid, uint32_t db_oid);
+/* A database's relation directory is split in parts by relation number, so one
+ * value stays within a page: entries of (rel_number u32 big-endian, fork u8),
+ * sorted; part 0 is ar_key_rel_dir. */
+#define AR_REL_DIR_PARTS 16
+#define AR_REL_DIR_ENTRY_BYTES 5
+struct ar_key ar_key_rel_dir_part(uint32_t spc_oid, uint32_t db_oid, uint32_t part);
+uint32_t ar_rel_dir_part_of(uint32_t rel_number);
 struct ar_key ar_key_db_dir(void);
 struct ar_key ar_key_slru_dir(enum ar_slru kind);
 struct ar_key ar_key_slru_block(enum ar_slru kind, uint32_t segno, uint32_t block);
 struct ar_key ar_key_slru_seg_size(enum ar_slru kind, uint32_t segno);
+/* Non-relation files a compute needs (PG_VERSION, configuration files...), by
+ * path relative to the data directory: a directory key listing the paths
+ * (entries of u16 big-endian length + path, sorted), and per file 8 KiB blocks
+ * and a size key (u32 little-endian byte count) under FNV-1a 64 of the path. */
+struct ar_key ar_key_file_dir(void);
+struct ar_key ar_key_file_block(uint64_t path_hash, uint32_t block);
+struct ar_key ar_key_file_size(uint64_t path_hash);
+uint64_t ar_path_hash(const char *path);
+/* Commit-timestamp index: per second and per hour of PostgreSQL time (seconds
+ * since 2000-01-01), the newest commit in it as (timestamp i64, end LSN u64),
+ * little-endian. */
+struct ar_key ar_key_time_second(uint32_t second);
+struct ar_key ar_key_time_hour(uint32_t hour);
 struct ar_key ar_key_control_file(void);
 struct ar_key ar_key_checkpoint(void);
 struct ar_key ar_key_min(void);

@@ -131,12 +131,42 @@ struct lyr_writer {
 	size_t entry_cap;
 	uint8_t last_key[AR_KEY_BYTES];
 	ar_lsn last_lsn;
+	uint8_t *wbuf; /* consecutive writes gathered into one I/O */
+	size_t wbuf_len;
+	uint64_t wbuf_off;
 };
 
+#define LYR_WRITE_BUFFER_BYTES (1u << 20)
+
+static int writer_drain(struct lyr_writer *w)
+{
+	if (w->wbuf_len == 0)
+		return 0;
+	int64_t n = ar_vfs_pwrite(w->vfs, w->fd, w->wbuf, w->wbuf_len, w->wbuf_off);
+	w->wbuf_len = 0;
+	return n < 0 ? (int)n : 0;
+}
+
+/* Writes land in a buffer while they continue each other; one I/O per megabyte. */
 static int writer_write(struct lyr_writer *w, const void *buf, size_t len, uint64_t offset)
 {
-	int64_t n = ar_vfs_pwrite(w->vfs, w->fd, buf, len, offset);
-	return n < 0 ? (int)n : 0;
+	bool follows = w->wbuf_len > 0 && offset == w->wbuf_off + w->wbuf_len;
+	if (w->wbuf && follows && w->wbuf_len + len <= LYR_WRITE_BUFFER_BYTES) {
+		memcpy(w->wbuf + w->wbuf_len, buf, len);
+		w->wbuf_len += len;
+		return 0;
+	}
+	int rc = writer_drain(w);
+	if (rc < 0)
+		return rc;
+	if (!w->wbuf || len > LYR_WRITE_BUFFER_BYTES) {
+		int64_t n = ar_vfs_pwrite(w->vfs, w->fd, buf, len, offset);
+		return n < 0 ? (int)n : 0;
+	}
+	memcpy(w->wbuf, buf, len);
+	w->wbuf_len = len;
+	w->wbuf_off = offset;
+	return 0;
 }
 
 int lyr_writer_create(struct ar_vfs *vfs, const char *path, const struct lyr_info *info,
@@ -163,11 +193,13 @@ int lyr_writer_create(struct ar_vfs *vfs, const char *path, const struct lyr_inf
 	AR_ASSERT((w->opt.index_node_bytes & (w->opt.index_node_bytes - 1)) == 0);
 	w->offset = LYR_HEADER_BYTES;
 	w->zstd = ZSTD_createCCtx();
+	w->wbuf = malloc(LYR_WRITE_BUFFER_BYTES); /* without it, every write is one I/O */
 	int rc = w->zstd ? 0 : -ENOMEM;
 	if (rc == 0)
 		rc = ar_vfs_open(vfs, path, AR_VFS_WRITE | AR_VFS_CREATE | AR_VFS_TRUNC, &w->fd);
 	if (rc < 0) {
 		ZSTD_freeCCtx(w->zstd);
+		free(w->wbuf);
 		free(w);
 		return rc;
 	}
@@ -389,6 +421,8 @@ int lyr_writer_finish(struct lyr_writer *w, struct lyr_info *info_out)
 		rc = writer_write(w, header, LYR_HEADER_BYTES, 0);
 	}
 	if (rc == 0)
+		rc = writer_drain(w);
+	if (rc == 0)
 		rc = ar_vfs_fsync(w->vfs, w->fd);
 	if (rc == 0 && info_out)
 		*info_out = w->info;
@@ -406,6 +440,7 @@ void lyr_writer_abort(struct lyr_writer *w)
 	free(w->raw);
 	free(w->stored);
 	free(w->entries);
+	free(w->wbuf);
 	free(w);
 }
 

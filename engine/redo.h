@@ -30,8 +30,13 @@ struct ar_redo_ops {
 		     uint8_t out[AR_PAGE_BYTES], uint32_t *out_len);
 };
 
+#define AR_REDO_ERROR_BYTES 200
+
 struct ar_redo {
 	const struct ar_redo_ops *ops;
+	/* Why the last apply failed (set by apply, may stay empty); the timeline
+	 * copies it into tl_error(). */
+	char err[AR_REDO_ERROR_BYTES];
 };
 
 /* ---- the deterministic test redo ----

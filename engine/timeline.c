@@ -22,6 +22,7 @@
 #include "engine/timeline.h"
 
 #include "common/assert.h"
+#include "common/bytes.h"
 #include "common/err.h"
 #include "common/limits.h"
 #include "common/runtime.h"
@@ -675,8 +676,12 @@ static int tl_reconstruct(struct ar_timeline *tl, const struct ar_key *key, stru
 	}
 	tl->stats.redo_calls++;
 	tl->stats.records_applied += n;
-	return tl->env->redo->ops->apply(tl->env->redo, key, image, image_len, c->recs, n, out,
-					 len_out);
+	struct ar_redo *redo = tl->env->redo;
+	redo->err[0] = '\0';
+	int rc = redo->ops->apply(redo, key, image, image_len, c->recs, n, out, len_out);
+	if (rc < 0 && redo->err[0])
+		snprintf(tl->err, sizeof(tl->err), "%s", redo->err);
+	return rc;
 }
 
 int tl_get(struct ar_timeline *tl, const struct ar_key *key, ar_lsn lsn, uint8_t out[AR_PAGE_BYTES],
@@ -725,6 +730,8 @@ int tl_rel_nblocks(struct ar_timeline *tl, struct ar_rel rel, ar_lsn lsn, uint32
 	int rc = tl_get(tl, &key, lsn, v, &len);
 	if (rc < 0)
 		return rc;
+	if (len == 0)
+		return -AR_ENOKEY; /* dropped: the size key's tombstone */
 	if (len != 4) {
 		snprintf(tl->err, sizeof(tl->err), "relation size value of %u bytes (expected 4)",
 			 len);
@@ -741,26 +748,24 @@ int tl_rel_exists(struct ar_timeline *tl, struct ar_rel rel, ar_lsn lsn)
 	return tl_rel_nblocks(tl, rel, lsn, &n);
 }
 
-int tl_db_size(struct ar_timeline *tl, uint32_t spc_oid, uint32_t db_oid, ar_lsn lsn,
-	       uint64_t *bytes_out)
+/* Add the sizes of the relation forks listed in one part of a relation directory. */
+static int db_size_part(struct ar_timeline *tl, uint32_t spc_oid, uint32_t db_oid, uint32_t part,
+			ar_lsn lsn, uint64_t *bytes)
 {
 	uint8_t dir[AR_PAGE_BYTES];
 	uint32_t len;
-	struct ar_key key = ar_key_rel_dir(spc_oid, db_oid);
+	struct ar_key key = ar_key_rel_dir_part(spc_oid, db_oid, part);
 	int rc = tl_get(tl, &key, lsn, dir, &len);
 	if (rc < 0)
 		return rc;
-	if (len % 5 != 0) {
+	if (len % AR_REL_DIR_ENTRY_BYTES != 0) {
 		snprintf(tl->err, sizeof(tl->err), "relation directory value of %u bytes", len);
 		return -AR_ECORRUPT;
 	}
-	uint64_t bytes = 0;
-	for (uint32_t off = 0; off < len; off += 5) {
+	for (uint32_t off = 0; off < len; off += AR_REL_DIR_ENTRY_BYTES) {
 		struct ar_rel rel = { .spc_oid = spc_oid,
 				      .db_oid = db_oid,
-				      .rel_number = (uint32_t)dir[off] << 24 |
-						    (uint32_t)dir[off + 1] << 16 |
-						    (uint32_t)dir[off + 2] << 8 | dir[off + 3],
+				      .rel_number = ar_get_be32(dir + off),
 				      .fork = dir[off + 4] };
 		uint32_t n;
 		rc = tl_rel_nblocks(tl, rel, lsn, &n);
@@ -768,8 +773,26 @@ int tl_db_size(struct ar_timeline *tl, uint32_t spc_oid, uint32_t db_oid, ar_lsn
 			continue; /* listed but dropped at this LSN */
 		if (rc < 0)
 			return rc;
-		bytes += (uint64_t)n * AR_PAGE_BYTES;
+		*bytes += (uint64_t)n * AR_PAGE_BYTES;
 	}
+	return 0;
+}
+
+int tl_db_size(struct ar_timeline *tl, uint32_t spc_oid, uint32_t db_oid, ar_lsn lsn,
+	       uint64_t *bytes_out)
+{
+	uint64_t bytes = 0;
+	uint32_t found = 0;
+	for (uint32_t part = 0; part < AR_REL_DIR_PARTS; part++) {
+		int rc = db_size_part(tl, spc_oid, db_oid, part, lsn, &bytes);
+		if (rc == -AR_ENOKEY)
+			continue;
+		if (rc < 0)
+			return rc;
+		found++;
+	}
+	if (found == 0)
+		return -AR_ENOKEY;
 	*bytes_out = bytes;
 	return 0;
 }
