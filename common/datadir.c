@@ -5,7 +5,7 @@
  * read-only mount or an immutable directory is only caught by trying to create,
  * write and fsync a probe file.
  */
-#include "server/datadir.h"
+#include "common/datadir.h"
 
 #include "common/err.h"
 

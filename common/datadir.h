@@ -1,12 +1,13 @@
 /*
- * datadir.h - The page server's data directory and its lock file.
+ * datadir.h - The page server's data directory and its lock file (the page server
+ * and argonctl's offline commands both take it).
  *
  * One page server per data directory: "argon.lock" holds an exclusive flock and
  * the owner's pid for as long as the process lives; the kernel drops the lock if
  * the process dies, so a stale file never blocks a restart.
  */
-#ifndef AR_SERVER_DATADIR_H
-#define AR_SERVER_DATADIR_H
+#ifndef AR_COMMON_DATADIR_H
+#define AR_COMMON_DATADIR_H
 
 #include "common/config.h"
 

@@ -94,6 +94,12 @@ ar_lsn wal_reader_next_lsn(const struct wal_reader *r)
 	return r->next;
 }
 
+void wal_reader_expect_system(struct wal_reader *r, uint64_t system_id)
+{
+	r->system_id = system_id;
+	r->have_system_id = true;
+}
+
 uint64_t wal_reader_system_id(const struct wal_reader *r)
 {
 	return r->system_id;
@@ -128,7 +134,7 @@ static int rec_complete(struct wal_reader *r, ar_lsn end, wal_record_fn *fn, voi
 	if (rc < 0)
 		return reader_fail(r, r->rec_start, "%s", why);
 	r->decoded.lsn = r->rec_start;
-	r->decoded.end_lsn = end;
+	r->decoded.end_lsn = maxalign(end); /* PostgreSQL's EndRecPtr: pages carry it */
 	r->prev = r->rec_start;
 	r->have_prev = true;
 	r->next = maxalign(end);

@@ -184,6 +184,7 @@ int wal_record_decode(const uint8_t *rec, size_t len, struct wal_record *out, ch
 	for (int i = 0; i <= WAL_MAX_BLOCK_ID; i++)
 		out->blocks[i].in_use = false;
 	out->tot_len = tot_len;
+	out->raw = rec;
 	out->xid = ar_get_le32(rec + 4);
 	out->prev = ar_get_le64(rec + 8);
 	out->info = rec[16];
@@ -237,6 +238,42 @@ int wal_record_decode(const uint8_t *rec, size_t len, struct wal_record *out, ch
 	return 0;
 }
 
+/* PostgreSQL's pglz format, from its documented layout: a control byte whose bits,
+ * lowest first, say whether each of the next eight items is a literal byte (0) or
+ * a back-reference tag (1): two bytes holding a 12-bit offset (high nibble of the
+ * first byte, then the second byte) and a length of 3 + the first byte's low
+ * nibble; a low nibble of 15 adds a third byte to the length.  The output must be
+ * exactly out_len bytes, made from every input byte. */
+static int pglz_decode(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len)
+{
+	size_t ip = 0, op = 0;
+	/* Bounded: every pass consumes at least one input byte. */
+	while (ip < in_len && op < out_len) {
+		uint8_t ctrl = in[ip++];
+		for (int bit = 0; bit < 8 && ip < in_len && op < out_len; bit++, ctrl >>= 1) {
+			if (!(ctrl & 1)) {
+				out[op++] = in[ip++];
+				continue;
+			}
+			if (in_len - ip < 2)
+				return -1;
+			size_t len = (size_t)(in[ip] & 0x0f) + 3;
+			size_t off = (size_t)(in[ip] & 0xf0) << 4 | in[ip + 1];
+			ip += 2;
+			if (len == 18) {
+				if (ip >= in_len)
+					return -1;
+				len += in[ip++];
+			}
+			if (off == 0 || off > op || len > out_len - op)
+				return -1;
+			for (size_t i = 0; i < len; i++, op++)
+				out[op] = out[op - off]; /* overlapping copies repeat bytes */
+		}
+	}
+	return ip == in_len && op == out_len ? 0 : -1;
+}
+
 int wal_block_image(const struct wal_block *b, uint8_t page[AR_PAGE_BYTES], char err[160])
 {
 	uint8_t tmp[AR_PAGE_BYTES];
@@ -246,10 +283,10 @@ int wal_block_image(const struct wal_block *b, uint8_t page[AR_PAGE_BYTES], char
 	if (!b->has_image)
 		return fail(err, "block has no image");
 	if (b->bimg_info & WAL_BKPIMAGE_COMPRESS_PGLZ) {
-		snprintf(err, 160, "pglz-compressed page images are not supported yet");
-		return -ENOTSUP;
-	}
-	if (b->bimg_info & WAL_BKPIMAGE_COMPRESS_LZ4) {
+		if (pglz_decode(b->image, b->image_len, tmp, (size_t)want) < 0)
+			return fail(err, "pglz page image does not decompress to %d bytes", want);
+		src = tmp;
+	} else if (b->bimg_info & WAL_BKPIMAGE_COMPRESS_LZ4) {
 		int n =
 		    LZ4_decompress_safe((const char *)b->image, (char *)tmp, b->image_len, want);
 		if (n != want)

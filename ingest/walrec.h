@@ -85,8 +85,9 @@ struct wal_block {
 
 struct wal_record {
 	ar_lsn lsn;     /* where the record starts */
-	ar_lsn end_lsn; /* the byte after its last byte */
+	ar_lsn end_lsn; /* its end, MAXALIGNed: PostgreSQL's EndRecPtr, what pd_lsn says */
 	uint32_t tot_len;
+	const uint8_t *raw; /* the whole record, tot_len bytes */
 	uint32_t xid;
 	ar_lsn prev;
 	uint8_t info;
@@ -110,7 +111,7 @@ __attribute__((warn_unused_result)) int wal_record_decode(const uint8_t *rec, si
 							  struct wal_record *out, char err[160]);
 
 /* Rebuild the full 8 KiB page of a block's image (hole filled with zeros,
- * decompressed); pglz images are -ENOTSUP until PostgreSQL's code is linked. */
+ * decompressed: pglz, lz4 or zstd). */
 __attribute__((warn_unused_result)) int wal_block_image(const struct wal_block *b,
 							uint8_t page[AR_PAGE_BYTES], char err[160]);
 
@@ -137,5 +138,7 @@ const char *wal_reader_error(const struct wal_reader *r);
 /* The LSN the next record starts at (for resuming). */
 ar_lsn wal_reader_next_lsn(const struct wal_reader *r);
 uint64_t wal_reader_system_id(const struct wal_reader *r);
+/* Segments of any other database system are then an error. */
+void wal_reader_expect_system(struct wal_reader *r, uint64_t system_id);
 
 #endif

@@ -11,7 +11,7 @@
 #include "common/limits.h"
 #include "common/pglisten.h"
 #include "common/runtime.h"
-#include "server/datadir.h"
+#include "common/datadir.h"
 
 #include <stdint.h>
 #include <time.h>

@@ -8,6 +8,7 @@
  * or answered with an error.
  */
 #include "ar_build_config.h"
+#include "tools/argonctl_local.h"
 
 #include <curl/curl.h>
 #include <getopt.h>
@@ -147,6 +148,8 @@ int main(int argc, char **argv)
 	bool json_out = false;
 	int opt;
 
+	if (argc > 1 && (strcmp(argv[1], "-D") == 0 || strncmp(argv[1], "--data-dir", 10) == 0))
+		return argonctl_local(argc, argv);
 	if (!api || !*api)
 		api = "http://127.0.0.1:9898";
 	while ((opt = getopt_long(argc, argv, "a:jVh", options, NULL)) != -1) {
@@ -162,6 +165,7 @@ int main(int argc, char **argv)
 			return 0;
 		case 'h':
 			usage(stdout);
+			argonctl_local_usage();
 			return 0;
 		default:
 			usage(stderr);

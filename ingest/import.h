@@ -1,0 +1,88 @@
+/*
+ * import.h - Bringing a PostgreSQL 15 cluster into a timeline: a base backup
+ * (pg_basebackup's plain format, or a cleanly stopped data directory), then WAL
+ * segment files (an archive, or what pg_receivewal collected) read with
+ * io_uring, and the way back out: a data directory exported at any LSN.
+ */
+#ifndef AR_INGEST_IMPORT_H
+#define AR_INGEST_IMPORT_H
+
+#include "ingest/store.h"
+#include "ingest/walingest.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* What a base backup or stopped data directory says about itself. */
+struct base_info {
+	uint64_t system_id;
+	uint32_t seg_bytes;
+	uint32_t pg_timeline;
+	ar_lsn start_lsn;      /* backup_label's START WAL LOCATION, or the checkpoint's redo */
+	ar_lsn end_lsn;        /* backup_manifest's End-LSN, = start for a stopped directory,
+				  0 when only WAL's BACKUP_END record will tell */
+	ar_lsn checkpoint_lsn; /* where the checkpoint record starts */
+	bool from_backup;      /* backup_label present */
+};
+
+/* Read pg_control (its CRC checked), PG_VERSION, backup_label, backup_manifest. */
+__attribute__((warn_unused_result)) int base_inspect(const char *pgdata, struct base_info *out,
+						     char err[STORE_ERROR_BYTES]);
+
+struct base_stats {
+	uint64_t relation_files;
+	uint64_t blocks;
+	uint64_t zero_blocks;
+	uint64_t slru_pages;
+	uint64_t files;
+	uint64_t skipped; /* unlogged and temporary relations, other files */
+};
+
+/* Every page of the cluster as an image at info->start_lsn, the SLRUs, relation
+ * maps, pg_control and the non-relation files a compute needs. */
+__attribute__((warn_unused_result)) int base_import(struct walingest *wi, const char *pgdata,
+						    const struct base_info *info,
+						    struct base_stats *stats,
+						    char err[STORE_ERROR_BYTES]);
+
+struct wal_import_options {
+	uint32_t chunk_bytes; /* one read (1 MiB) */
+	uint32_t queue_depth; /* reads in flight (16) */
+	ar_lsn stop_lsn;      /* stop after the record ending here (0: end of WAL) */
+	bool progress;        /* a progress line on stderr every 2 s */
+};
+
+struct wal_import_result {
+	ar_lsn next_lsn;     /* where the next record would start */
+	ar_lsn last_end_lsn; /* end of the last record ingested */
+	uint64_t bytes_read;
+	uint64_t segments;
+	double seconds;
+	bool clean_end; /* a recycled or missing segment, or stop_lsn reached */
+};
+
+/* Read segment files of dir from st->next_lsn through the decoder into wi,
+ * letting tl flush and compact as it goes.  On a bad record: an error naming its
+ * LSN; everything before it is kept. */
+__attribute__((warn_unused_result)) int wal_import(struct ar_store *s, struct ar_timeline *tl,
+						   struct walingest *wi, const char *dir,
+						   const struct ingest_state *st,
+						   const struct wal_import_options *o,
+						   struct wal_import_result *res,
+						   char err[STORE_ERROR_BYTES]);
+
+struct export_stats {
+	uint64_t relation_forks;
+	uint64_t blocks;
+	uint64_t slru_pages;
+	uint64_t files;
+};
+
+/* Write a data directory (relation files, SLRUs, relation maps, files) as of lsn
+ * into outdir (created; must not exist or be empty). */
+__attribute__((warn_unused_result)) int export_datadir(struct ar_timeline *tl, ar_lsn lsn,
+						       const char *outdir,
+						       struct export_stats *stats,
+						       char err[STORE_ERROR_BYTES]);
+
+#endif

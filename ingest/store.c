@@ -1,0 +1,287 @@
+/*
+ * store.c - A data directory opened for offline work (see store.h).
+ */
+#include "ingest/store.h"
+
+#include "common/err.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void store_options_default(struct store_options *o)
+{
+	*o = (struct store_options){
+		.cache_bytes = 256u << 20,
+		.checkpoint_distance_bytes = 256u << 20,
+		.compact = { .compaction_threshold = 10,
+			     .compaction_l0_max = 10,
+			     .compaction_target_bytes = 128u << 20,
+			     .image_creation_threshold = 3,
+			     .image_target_bytes = 128u << 20 },
+	};
+}
+
+static int store_fail(char err[STORE_ERROR_BYTES], int rc, const char *what, const char *detail)
+{
+	snprintf(err, STORE_ERROR_BYTES, "%s: %s", what, detail);
+	return rc < 0 ? rc : -EIO;
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[600];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -errno : 0;
+}
+
+static int store_tenant(struct ar_store *s, bool create, char err[STORE_ERROR_BYTES])
+{
+	char hex[33], path[700], lerr[LYR_ERROR_BYTES];
+	tl_id_hex(&s->tenant_id, hex);
+	snprintf(path, sizeof(path), "%s/tenants/%s", s->dir, hex);
+	struct stat st;
+	if (stat(path, &st) == 0) {
+		int rc = tenant_open(&s->env, path, &s->tenant, lerr);
+		return rc < 0 ? store_fail(err, rc, "opening the tenant",
+					   rc == -AR_ECORRUPT ? lerr : strerror(-rc))
+			      : 0;
+	}
+	if (!create) {
+		snprintf(err, STORE_ERROR_BYTES, "unknown tenant %s in %s", hex, s->dir);
+		return -AR_ENOTENANT;
+	}
+	snprintf(path, sizeof(path), "%s/tenants", s->dir);
+	int rc = mkdir_p(path);
+	snprintf(path, sizeof(path), "%s/tenants/%s", s->dir, hex);
+	struct tenant_params params = { .shards = { .shard_count = 1 } };
+	if (rc == 0)
+		rc = tenant_create(&s->env, path, &params, &s->tenant);
+	return rc < 0 ? store_fail(err, rc, "creating the tenant", strerror(-rc)) : 0;
+}
+
+int store_open(const char *dir, const struct tl_id *tenant, bool create,
+	       const struct store_options *o, struct ar_store **out, char err[STORE_ERROR_BYTES])
+{
+	struct ar_store *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	snprintf(s->dir, sizeof(s->dir), "%s", dir);
+	s->dd.dir_fd = s->dd.lock_fd = -1;
+	s->tenant_id = *tenant;
+	char derr[AR_CONFIG_ERROR_BYTES];
+	int rc = ar_datadir_open(dir, &s->dd, derr);
+	if (rc < 0) {
+		snprintf(err, STORE_ERROR_BYTES, "%s", derr);
+		free(s);
+		return rc;
+	}
+	rc = ar_vfs_real_create(256, &s->vfs);
+	if (rc == 0)
+		rc = ar_blockcache_create(o->cache_bytes, &s->cache);
+	if (rc < 0) {
+		store_close(s);
+		return store_fail(err, rc, "starting the store", strerror(-rc));
+	}
+	ar_applier_init(&s->applier, NULL);
+	s->env = (struct tl_env){ .vfs = s->vfs,
+				  .cache = s->cache,
+				  .redo = &s->applier.redo,
+				  .checkpoint_distance_bytes = o->checkpoint_distance_bytes,
+				  .compact = o->compact };
+	rc = store_tenant(s, create, err);
+	if (rc < 0) {
+		store_close(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+void store_close(struct ar_store *s)
+{
+	if (!s)
+		return;
+	if (s->tenant)
+		tenant_close(s->tenant);
+	if (s->cache)
+		ar_blockcache_destroy(s->cache);
+	if (s->vfs)
+		ar_vfs_destroy(s->vfs);
+	if (s->dd.lock_fd >= 0)
+		ar_datadir_close(&s->dd);
+	free(s);
+}
+
+static int tl_fail(char err[STORE_ERROR_BYTES], int rc, const char *what, struct ar_timeline *tl)
+{
+	const char *why = tl_error(tl)[0] ? tl_error(tl) : strerror(rc < 0 ? -rc : rc);
+	return store_fail(err, rc, what, why);
+}
+
+/* One unit of compaction or image work if due; *did_work says whether. */
+static int store_work(struct ar_store *s, struct ar_timeline *tl, bool *did_work,
+		      char err[STORE_ERROR_BYTES])
+{
+	(void)s;
+	int rc = tl_compact(tl, did_work);
+	if (rc < 0)
+		return tl_fail(err, rc, "compaction", tl);
+	if (*did_work)
+		return 0;
+	rc = tl_create_images(tl, did_work);
+	if (rc == -ENOTSUP) {
+		/* Pages that need PostgreSQL's redo: image layers wait for it. */
+		AR_LOG(WARNING, "store", "image layers postponed: %s", tl_error(tl));
+		*did_work = false;
+		return 0;
+	}
+	return rc < 0 ? tl_fail(err, rc, "image creation", tl) : 0;
+}
+
+int store_background(struct ar_store *s, struct ar_timeline *tl, char err[STORE_ERROR_BYTES])
+{
+	int rc = tl_flush(tl);
+	bool did;
+	if (rc == -EAGAIN || rc == 0)
+		return store_work(s, tl, &did, err);
+	return tl_fail(err, rc, "flushing layers", tl);
+}
+
+int store_checkpoint(struct ar_store *s, struct ar_timeline *tl, char err[STORE_ERROR_BYTES])
+{
+	tl_maybe_freeze(tl, true);
+	/* Bounded: each pass flushes or merges layers; backpressure needs compaction. */
+	for (int pass = 0; pass < 1000; pass++) {
+		int rc = tl_flush(tl);
+		if (rc < 0 && rc != -EAGAIN)
+			return tl_fail(err, rc, "flushing layers", tl);
+		bool did = false;
+		int wrc = store_work(s, tl, &did, err);
+		if (wrc < 0)
+			return wrc;
+		if (rc == 0 && !did)
+			return 0;
+	}
+	return store_fail(err, -EIO, "checkpoint", "compaction does not converge");
+}
+
+/* ---- ingest state ---- */
+
+static void state_path(struct ar_store *s, const struct tl_id *tl, char *path, size_t n,
+		       bool dir_only)
+{
+	char th[33], lh[33];
+	tl_id_hex(&s->tenant_id, th);
+	tl_id_hex(tl, lh);
+	if (dir_only)
+		snprintf(path, n, "%s/ingest/%s", s->dir, th);
+	else
+		snprintf(path, n, "%s/ingest/%s/%s.json", s->dir, th, lh);
+}
+
+bool store_parse_lsn(const char *text, ar_lsn *out)
+{
+	unsigned hi, lo;
+	int used = 0;
+	if (sscanf(text, "%X/%X%n", &hi, &lo, &used) != 2 || text[used] != '\0')
+		return false;
+	*out = (ar_lsn)hi << 32 | lo;
+	return true;
+}
+
+static void lsn_text(ar_lsn lsn, char out[24])
+{
+	snprintf(out, 24, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
+}
+
+int store_state_write(struct ar_store *s, const struct tl_id *tl, const struct ingest_state *st,
+		      char err[STORE_ERROR_BYTES])
+{
+	char path[700], tmp[720], a[24], b[24], c[24], sys[24];
+	state_path(s, tl, path, sizeof(path), true);
+	int rc = mkdir_p(path);
+	if (rc < 0)
+		return store_fail(err, rc, path, strerror(-rc));
+	state_path(s, tl, path, sizeof(path), false);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	lsn_text(st->base_start_lsn, a);
+	lsn_text(st->consistent_lsn, b);
+	lsn_text(st->next_lsn, c);
+	snprintf(sys, sizeof(sys), "%" PRIu64, st->system_id);
+	json_t *j = json_pack("{s:s, s:i, s:i, s:s, s:s, s:s}", "system_id", sys, "seg_bytes",
+			      (json_int_t)st->seg_bytes, "pg_timeline", (json_int_t)st->pg_timeline,
+			      "base_start_lsn", a, "consistent_lsn", b, "next_lsn", c);
+	if (!j)
+		return -ENOMEM;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	rc = fd < 0 ? -errno : json_dumpfd(j, fd, JSON_INDENT(2)) < 0 ? -EIO : 0;
+	json_decref(j);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0)
+		return store_fail(err, rc, path, strerror(-rc));
+	state_path(s, tl, path, sizeof(path), true);
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		rc = fsync(dfd) < 0 ? -errno : 0;
+		close(dfd);
+	}
+	return rc < 0 ? store_fail(err, rc, path, strerror(-rc)) : 0;
+}
+
+static bool state_lsn(json_t *j, const char *name, ar_lsn *out)
+{
+	const char *t = json_string_value(json_object_get(j, name));
+	return t && store_parse_lsn(t, out);
+}
+
+int store_state_read(struct ar_store *s, const struct tl_id *tl, struct ingest_state *st,
+		     char err[STORE_ERROR_BYTES])
+{
+	char path[700];
+	state_path(s, tl, path, sizeof(path), false);
+	json_error_t je;
+	json_t *j = json_load_file(path, 0, &je);
+	if (!j) {
+		if (access(path, F_OK) < 0) {
+			snprintf(err, STORE_ERROR_BYTES, "timeline has no ingest state (%s)", path);
+			return -AR_ENOTIMELINE;
+		}
+		snprintf(err, STORE_ERROR_BYTES, "%s: %s", path, je.text);
+		return -AR_ECORRUPT;
+	}
+	const char *sys = json_string_value(json_object_get(j, "system_id"));
+	memset(st, 0, sizeof(*st));
+	bool ok = sys && sscanf(sys, "%" SCNu64, &st->system_id) == 1 &&
+		  state_lsn(j, "base_start_lsn", &st->base_start_lsn) &&
+		  state_lsn(j, "consistent_lsn", &st->consistent_lsn) &&
+		  state_lsn(j, "next_lsn", &st->next_lsn);
+	st->seg_bytes = (uint32_t)json_integer_value(json_object_get(j, "seg_bytes"));
+	st->pg_timeline = (uint32_t)json_integer_value(json_object_get(j, "pg_timeline"));
+	json_decref(j);
+	if (!ok || st->seg_bytes == 0) {
+		snprintf(err, STORE_ERROR_BYTES, "%s: missing or malformed fields", path);
+		return -AR_ECORRUPT;
+	}
+	return 0;
+}

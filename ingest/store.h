@@ -1,0 +1,83 @@
+/*
+ * store.h - A page server's data directory opened by one process for offline work
+ * (argonctl's import, export, branch and inspection commands): the directory
+ * lock, the real disk, a block cache, the applier, one tenant, and each
+ * timeline's ingest state.
+ *
+ * Layout under the data directory:
+ *   argon.lock                          held while open (the page server holds it too)
+ *   tenants/<tenant id>/                the tenant (engine/tenant.h)
+ *   ingest/<tenant id>/<timeline id>.json   what the ingest knows of the timeline
+ */
+#ifndef AR_INGEST_STORE_H
+#define AR_INGEST_STORE_H
+
+#include "common/datadir.h"
+#include "engine/applier.h"
+#include "engine/tenant.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define STORE_ERROR_BYTES 400
+
+struct store_options {
+	uint64_t cache_bytes;
+	uint64_t checkpoint_distance_bytes;
+	struct tl_compact_params compact;
+};
+
+void store_options_default(struct store_options *o);
+
+struct ar_store {
+	char dir[512];
+	struct ar_datadir dd;
+	struct ar_vfs *vfs;
+	struct ar_blockcache *cache;
+	struct ar_applier applier;
+	struct tl_env env;
+	struct ar_tenant *tenant;
+	struct tl_id tenant_id;
+};
+
+/* Open (create: make the tenant if missing) the tenant of a data directory. */
+__attribute__((warn_unused_result)) int store_open(const char *dir, const struct tl_id *tenant,
+						   bool create, const struct store_options *o,
+						   struct ar_store **out,
+						   char err[STORE_ERROR_BYTES]);
+/* Nothing is flushed: call store_checkpoint first to keep what is in memory. */
+void store_close(struct ar_store *s);
+
+/* Freeze and flush everything in memory, then compact, create images and run
+ * what is due until nothing is; the timeline's disk_consistent_lsn is then its
+ * last LSN. */
+__attribute__((warn_unused_result)) int store_checkpoint(struct ar_store *s, struct ar_timeline *tl,
+							 char err[STORE_ERROR_BYTES]);
+/* Between records during a long import: flush frozen layers and do one bounded
+ * unit of compaction or image work when due. */
+__attribute__((warn_unused_result)) int store_background(struct ar_store *s, struct ar_timeline *tl,
+							 char err[STORE_ERROR_BYTES]);
+
+/* What the ingest knows of a timeline, beyond the engine's manifest. */
+struct ingest_state {
+	uint64_t system_id;
+	uint32_t seg_bytes;
+	uint32_t pg_timeline;
+	ar_lsn base_start_lsn; /* the base backup's start: its images are here */
+	ar_lsn consistent_lsn; /* reads below are refused (0: not reached yet) */
+	ar_lsn next_lsn;       /* where reading WAL resumes */
+};
+
+__attribute__((warn_unused_result)) int store_state_read(struct ar_store *s, const struct tl_id *tl,
+							 struct ingest_state *st,
+							 char err[STORE_ERROR_BYTES]);
+/* Durable when it returns (written to a temporary file, fsynced, renamed). */
+__attribute__((warn_unused_result)) int store_state_write(struct ar_store *s,
+							  const struct tl_id *tl,
+							  const struct ingest_state *st,
+							  char err[STORE_ERROR_BYTES]);
+
+/* "X/Y" LSN text. */
+bool store_parse_lsn(const char *text, ar_lsn *out);
+
+#endif

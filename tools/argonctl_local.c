@@ -1,0 +1,659 @@
+/*
+ * argonctl_local.c - argonctl -D DATADIR COMMAND: import a base backup and WAL
+ * segment files into a timeline, export a data directory at an LSN, read one
+ * page, branch, collect garbage, show what is stored.  Each command opens the
+ * data directory, does its work, and leaves everything durable.
+ *
+ * Exit codes: 0 done, 1 usage, 3 failed (one line on stderr says why).
+ */
+#include "tools/argonctl_local.h"
+
+#include "common/err.h"
+#include "ingest/import.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 1
+#define EXIT_FAILED 3
+#define DEFAULT_ID "00000000000000000000000000000001"
+
+struct cli {
+	const char *dir;
+	struct tl_id tenant;
+	struct tl_id timeline;
+	struct store_options so;
+	ar_lsn lsn;
+	bool have_lsn;
+	bool latest;
+	ar_lsn stop_lsn;
+	struct tl_id new_timeline;
+	bool have_new;
+	uint32_t queue_depth;
+	uint32_t read_bytes;
+	bool progress;
+	const char *batch;
+	int argc;
+	char **argv; /* the command's operands */
+};
+
+void argonctl_local_usage(void)
+{
+	printf("\nOffline commands (argonctl -D DATADIR [OPTION]... COMMAND):\n"
+	       "  import base PGDATA           a new timeline from a pg_basebackup (plain format)\n"
+	       "                               or a cleanly stopped data directory\n"
+	       "  import wal WALDIR            WAL segment files from where the timeline is\n"
+	       "  export --lsn LSN|latest DIR  a data directory as of LSN\n"
+	       "  getpage --lsn LSN SPC DB REL FORK BLOCK FILE\n"
+	       "                               one 8 KiB page as of LSN\n"
+	       "  getpage --batch LIST         many: lines \"LSN SPC DB REL FORK BLOCK FILE\"\n"
+	       "  branch --lsn LSN --new ID    a copy-on-write branch of the timeline at LSN\n"
+	       "  gc --lsn LSN                 drop history below LSN (branch points kept)\n"
+	       "  show                         LSNs, layers and ingest state, as JSON\n"
+	       "Options: --tenant ID, --timeline ID (32 hex digits; default %s),\n"
+	       "  --checkpoint-distance BYTES, --compaction-threshold N, --image-threshold N,\n"
+	       "  --cache-bytes BYTES, --stop-lsn LSN, --queue-depth N, --read-size BYTES,\n"
+	       "  --no-progress\n",
+	       DEFAULT_ID);
+}
+
+static int die(const char *what, const char *why)
+{
+	fprintf(stderr, "argonctl: %s: %s\n", what, why);
+	return EXIT_FAILED;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+static void lsn_str(ar_lsn lsn, char out[24])
+{
+	snprintf(out, 24, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
+}
+
+static int parse_id(const char *text, struct tl_id *out)
+{
+	if (!tl_id_from_hex(text, out)) {
+		fprintf(stderr, "argonctl: \"%s\" is not an ID of 32 hex digits\n", text);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_lsn_opt(const char *text, ar_lsn *out)
+{
+	if (!store_parse_lsn(text, out)) {
+		fprintf(stderr, "argonctl: \"%s\" is not an LSN (like 0/16B3748)\n", text);
+		return -1;
+	}
+	return 0;
+}
+
+enum {
+	OPT_TENANT = 256,
+	OPT_TIMELINE,
+	OPT_CKPT,
+	OPT_COMPACT,
+	OPT_IMAGE,
+	OPT_CACHE,
+	OPT_STOP,
+	OPT_QD,
+	OPT_READ,
+	OPT_NOPROG,
+	OPT_NEW,
+	OPT_LSN,
+	OPT_BATCH
+};
+
+static int parse_number(int opt, const char *arg, struct cli *c)
+{
+	uint64_t v;
+	if (!parse_u64(arg, &v)) {
+		fprintf(stderr, "argonctl: \"%s\" is not a number\n", arg);
+		return -1;
+	}
+	if (opt == OPT_CKPT)
+		c->so.checkpoint_distance_bytes = v;
+	else if (opt == OPT_COMPACT)
+		c->so.compact.compaction_threshold = (uint32_t)v;
+	else if (opt == OPT_IMAGE)
+		c->so.compact.image_creation_threshold = (uint32_t)v;
+	else if (opt == OPT_CACHE)
+		c->so.cache_bytes = v;
+	else if (opt == OPT_QD)
+		c->queue_depth = (uint32_t)v;
+	else
+		c->read_bytes = (uint32_t)v;
+	return 0;
+}
+
+static int parse_option(int opt, const char *arg, struct cli *c)
+{
+	switch (opt) {
+	case OPT_TENANT:
+		return parse_id(arg, &c->tenant);
+	case OPT_TIMELINE:
+		return parse_id(arg, &c->timeline);
+	case OPT_NEW:
+		c->have_new = true;
+		return parse_id(arg, &c->new_timeline);
+	case OPT_LSN:
+		c->have_lsn = true;
+		c->latest = strcmp(arg, "latest") == 0;
+		return c->latest ? 0 : parse_lsn_opt(arg, &c->lsn);
+	case OPT_STOP:
+		return parse_lsn_opt(arg, &c->stop_lsn);
+	case OPT_NOPROG:
+		c->progress = false;
+		return 0;
+	case OPT_BATCH:
+		c->batch = arg;
+		return 0;
+	case OPT_CKPT:
+	case OPT_COMPACT:
+	case OPT_IMAGE:
+	case OPT_CACHE:
+	case OPT_QD:
+	case OPT_READ:
+		return parse_number(opt, arg, c);
+	default:
+		return -1;
+	}
+}
+
+static int parse_cli(int argc, char **argv, struct cli *c)
+{
+	static const struct option options[] = {
+		{ "data-dir", required_argument, NULL, 'D' },
+		{ "tenant", required_argument, NULL, OPT_TENANT },
+		{ "timeline", required_argument, NULL, OPT_TIMELINE },
+		{ "checkpoint-distance", required_argument, NULL, OPT_CKPT },
+		{ "compaction-threshold", required_argument, NULL, OPT_COMPACT },
+		{ "image-threshold", required_argument, NULL, OPT_IMAGE },
+		{ "cache-bytes", required_argument, NULL, OPT_CACHE },
+		{ "stop-lsn", required_argument, NULL, OPT_STOP },
+		{ "queue-depth", required_argument, NULL, OPT_QD },
+		{ "read-size", required_argument, NULL, OPT_READ },
+		{ "no-progress", no_argument, NULL, OPT_NOPROG },
+		{ "new", required_argument, NULL, OPT_NEW },
+		{ "lsn", required_argument, NULL, OPT_LSN },
+		{ "batch", required_argument, NULL, OPT_BATCH },
+		{ NULL, 0, NULL, 0 },
+	};
+	memset(c, 0, sizeof(*c));
+	store_options_default(&c->so);
+	c->queue_depth = 16;
+	c->read_bytes = 1u << 20;
+	c->progress = true;
+	tl_id_from_hex(DEFAULT_ID, &c->tenant);
+	tl_id_from_hex(DEFAULT_ID, &c->timeline);
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "D:", options, NULL)) != -1) {
+		if (opt == 'D')
+			c->dir = optarg;
+		else if (opt == '?' || parse_option(opt, optarg, c) < 0)
+			return -1;
+	}
+	c->argc = argc - optind;
+	c->argv = argv + optind;
+	return c->dir && c->argc > 0 ? 0 : -1;
+}
+
+/* ---- the store, opened for one command ---- */
+
+struct ctx {
+	struct cli *c;
+	struct ar_store *s;
+	struct ar_timeline *tl;
+	struct walingest *wi;
+	struct ingest_state st;
+	char err[STORE_ERROR_BYTES];
+};
+
+static void ctx_close(struct ctx *x)
+{
+	wi_destroy(x->wi);
+	store_close(x->s);
+}
+
+static int ctx_open(struct ctx *x, bool create, bool need_state)
+{
+	int rc = store_open(x->c->dir, &x->c->tenant, create, &x->c->so, &x->s, x->err);
+	if (rc < 0)
+		return rc;
+	x->tl = tenant_timeline(x->s->tenant, &x->c->timeline);
+	if (!x->tl && !create) {
+		char hex[33];
+		tl_id_hex(&x->c->timeline, hex);
+		snprintf(x->err, sizeof(x->err), "unknown timeline %s", hex);
+		return -AR_ENOTIMELINE;
+	}
+	if (need_state)
+		return store_state_read(x->s, &x->c->timeline, &x->st, x->err);
+	return 0;
+}
+
+static int ctx_ingest(struct ctx *x)
+{
+	struct wi_target t = { .map = { .shard_count = 1 } };
+	t.shards[0] = x->tl;
+	int rc = wi_create(&t, &x->wi);
+	if (rc < 0)
+		snprintf(x->err, sizeof(x->err), "starting the ingest: %s", strerror(-rc));
+	return rc;
+}
+
+static void print_tl_stats(FILE *f, struct ar_timeline *tl)
+{
+	const struct tl_stats *ts = tl_stats(tl);
+	fprintf(f,
+		"\"flushes\": %" PRIu64 ", \"layers_written\": %" PRIu64
+		", \"compactions\": %" PRIu64 ", \"l1_written\": %" PRIu64
+		", \"image_layers_written\": %" PRIu64 ", \"images_created\": %" PRIu64
+		", \"gc_runs\": %" PRIu64 ", \"gc_layers_removed\": %" PRIu64,
+		ts->flushes, ts->layers_written, ts->compactions, ts->l1_written,
+		ts->image_layers_written, ts->images_created, ts->gc_runs, ts->gc_layers_removed);
+}
+
+static int cmd_import_base(struct ctx *x)
+{
+	struct base_info bi;
+	struct base_stats bs;
+	if (x->c->argc != 3)
+		return -EINVAL;
+	const char *pgdata = x->c->argv[2];
+	int rc = base_inspect(pgdata, &bi, x->err);
+	if (rc == 0)
+		rc = ctx_open(x, true, false);
+	if (rc == 0 && x->tl) {
+		snprintf(x->err, sizeof(x->err), "the timeline exists already");
+		rc = -EEXIST;
+	}
+	if (rc == 0)
+		rc = tenant_timeline_create(x->s->tenant, &x->c->timeline, bi.start_lsn, &x->tl);
+	if (rc < 0 && !x->err[0])
+		snprintf(x->err, sizeof(x->err), "creating the timeline: %s", strerror(-rc));
+	if (rc == 0)
+		rc = ctx_ingest(x);
+	if (rc == 0)
+		rc = base_import(x->wi, pgdata, &bi, &bs, x->err);
+	if (rc == 0)
+		rc = store_checkpoint(x->s, x->tl, x->err);
+	x->st = (struct ingest_state){ .system_id = bi.system_id,
+				       .seg_bytes = bi.seg_bytes,
+				       .pg_timeline = bi.pg_timeline,
+				       .base_start_lsn = bi.start_lsn,
+				       .consistent_lsn = bi.end_lsn,
+				       .next_lsn = bi.start_lsn };
+	if (rc == 0)
+		rc = store_state_write(x->s, &x->c->timeline, &x->st, x->err);
+	if (rc < 0)
+		return rc;
+	char a[24], b[24];
+	lsn_str(bi.start_lsn, a);
+	lsn_str(bi.end_lsn, b);
+	printf("{\"start_lsn\": \"%s\", \"end_lsn\": \"%s\", \"system_id\": \"%" PRIu64
+	       "\", \"relation_files\": %" PRIu64 ", \"blocks\": %" PRIu64
+	       ", \"zero_blocks\": %" PRIu64 ", \"slru_pages\": %" PRIu64 ", \"files\": %" PRIu64
+	       ", \"skipped\": %" PRIu64 "}\n",
+	       a, b, bi.system_id, bs.relation_files, bs.blocks, bs.zero_blocks, bs.slru_pages,
+	       bs.files, bs.skipped);
+	return 0;
+}
+
+/* After WAL: a base backup without a manifest becomes consistent at the
+ * BACKUP_END record naming its start. */
+static void note_consistency(struct ctx *x)
+{
+	const struct wi_stats *ws = wi_stats(x->wi);
+	if (x->st.consistent_lsn == 0 && ws->backup_end_lsn &&
+	    ws->backup_end_start == x->st.base_start_lsn)
+		x->st.consistent_lsn = ws->backup_end_lsn;
+}
+
+static void print_import(struct ctx *x, const struct wal_import_result *r)
+{
+	const struct wi_stats *ws = wi_stats(x->wi);
+	char a[24], b[24], c[24];
+	lsn_str(r->last_end_lsn, a);
+	lsn_str(r->next_lsn, b);
+	lsn_str(x->st.consistent_lsn, c);
+	double mib = (double)r->bytes_read / (1 << 20);
+	printf("{\"records\": %" PRIu64 ", \"skipped\": %" PRIu64 ", \"wal_bytes\": %" PRIu64
+	       ", \"bytes_read\": %" PRIu64 ", \"segments\": %" PRIu64
+	       ", \"seconds\": %.3f, \"mib_per_s\": %.1f, \"last_lsn\": \"%s\", \"next_lsn\": "
+	       "\"%s\", \"consistent_lsn\": \"%s\", \"images\": %" PRIu64
+	       ", \"wal_values\": %" PRIu64 ", \"argon_values\": %" PRIu64
+	       ", \"rels_created\": %" PRIu64 ", \"rels_dropped\": %" PRIu64
+	       ", \"dbs_created\": %" PRIu64 ", \"dbs_dropped\": %" PRIu64 ", \"xacts\": %" PRIu64
+	       ", \"multixacts\": %" PRIu64 ", \"relmaps\": %" PRIu64 ", \"checkpoints\": %" PRIu64
+	       ", \"vm_clears\": %" PRIu64 ", ",
+	       ws->records, ws->skipped, ws->bytes, r->bytes_read, r->segments, r->seconds,
+	       r->seconds > 0 ? mib / r->seconds : 0.0, a, b, c, ws->images, ws->wal_values,
+	       ws->argon_values, ws->rels_created, ws->rels_dropped, ws->dbs_created,
+	       ws->dbs_dropped, ws->xacts, ws->multixacts, ws->relmaps, ws->checkpoints,
+	       ws->vm_clears);
+	print_tl_stats(stdout, x->tl);
+	printf("}\n");
+}
+
+static int cmd_import_wal(struct ctx *x)
+{
+	if (x->c->argc != 3)
+		return -EINVAL;
+	int rc = ctx_open(x, false, true);
+	if (rc == 0)
+		rc = ctx_ingest(x);
+	if (rc < 0)
+		return rc;
+	struct wal_import_options o = { .chunk_bytes = x->c->read_bytes,
+					.queue_depth = x->c->queue_depth,
+					.stop_lsn = x->c->stop_lsn,
+					.progress = x->c->progress };
+	struct wal_import_result r;
+	char cerr[STORE_ERROR_BYTES];
+	rc = wal_import(x->s, x->tl, x->wi, x->c->argv[2], &x->st, &o, &r, x->err);
+	/* Keep everything ingested before an error: the next import resumes from the
+	 * old position and skips what is stored. */
+	int crc = store_checkpoint(x->s, x->tl, cerr);
+	if (crc < 0) {
+		snprintf(x->err, sizeof(x->err), "%s", cerr);
+		return crc;
+	}
+	if (rc < 0)
+		return rc;
+	x->st.next_lsn = r.next_lsn;
+	note_consistency(x);
+	rc = store_state_write(x->s, &x->c->timeline, &x->st, x->err);
+	if (rc == 0)
+		print_import(x, &r);
+	return rc;
+}
+
+/* The LSN a read asks for: refused below the base backup's end. */
+static int read_lsn(struct ctx *x, ar_lsn *lsn)
+{
+	*lsn = x->c->latest ? tl_last_record_lsn(x->tl) : x->c->lsn;
+	char a[24], b[24];
+	lsn_str(*lsn, a);
+	lsn_str(x->st.consistent_lsn, b);
+	if (!x->c->have_lsn) {
+		snprintf(x->err, sizeof(x->err), "--lsn is required");
+		return -EINVAL;
+	}
+	if (x->st.consistent_lsn == 0 || *lsn < x->st.consistent_lsn) {
+		snprintf(
+		    x->err, sizeof(x->err),
+		    "LSN %s is below the base backup's end (%s): pages are not consistent there", a,
+		    x->st.consistent_lsn ? b : "not reached yet");
+		return -ERANGE;
+	}
+	if (*lsn > tl_last_record_lsn(x->tl)) {
+		lsn_str(tl_last_record_lsn(x->tl), b);
+		snprintf(x->err, sizeof(x->err), "LSN %s is past the last one stored (%s)", a, b);
+		return -ERANGE;
+	}
+	return 0;
+}
+
+static int cmd_export(struct ctx *x)
+{
+	ar_lsn lsn;
+	if (x->c->argc != 2)
+		return -EINVAL;
+	int rc = ctx_open(x, false, true);
+	if (rc == 0)
+		rc = read_lsn(x, &lsn);
+	struct export_stats es;
+	if (rc == 0)
+		rc = export_datadir(x->tl, lsn, x->c->argv[1], &es, x->err);
+	if (rc < 0)
+		return rc;
+	char a[24];
+	lsn_str(lsn, a);
+	printf("{\"lsn\": \"%s\", \"relation_forks\": %" PRIu64 ", \"blocks\": %" PRIu64
+	       ", \"slru_pages\": %" PRIu64 ", \"files\": %" PRIu64 ", ",
+	       a, es.relation_forks, es.blocks, es.slru_pages, es.files);
+	print_tl_stats(stdout, x->tl);
+	printf("}\n");
+	return 0;
+}
+
+/* One page at lsn into a file: f = spc, db, rel, fork, block. */
+static int getpage_one(struct ctx *x, ar_lsn lsn, const uint64_t f[5], const char *out)
+{
+	struct ar_rel rel = { (uint32_t)f[0], (uint32_t)f[1], (uint32_t)f[2], (uint8_t)f[3] };
+	uint8_t page[AR_PAGE_BYTES];
+	uint32_t len = 0, n = 0;
+	int rc = tl_rel_nblocks(x->tl, rel, lsn, &n);
+	if (rc == 0 && f[4] >= n)
+		rc = -ERANGE;
+	struct ar_key k = ar_key_rel_block(rel, (uint32_t)f[4]);
+	if (rc == 0)
+		rc = tl_get(x->tl, &k, lsn, page, &len);
+	if (rc == -AR_ENOKEY && n > f[4]) {
+		memset(page, 0, sizeof(page)); /* below the size, never written */
+		len = AR_PAGE_BYTES;
+		rc = 0;
+	}
+	if (rc < 0) {
+		snprintf(x->err, sizeof(x->err), "block %" PRIu64 " of %u/%u/%u fork %u: %s", f[4],
+			 rel.spc_oid, rel.db_oid, rel.rel_number, rel.fork,
+			 rc == -ERANGE	     ? "beyond the relation's end"
+			 : rc == -AR_ENOKEY  ? "no such relation at that LSN"
+			 : tl_error(x->tl)[0] ? tl_error(x->tl)
+					      : strerror(-rc));
+		return rc;
+	}
+	int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, page, len) != (ssize_t)len) {
+		snprintf(x->err, sizeof(x->err), "%s: %s", out, strerror(errno));
+		rc = -EIO;
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static bool parse_fields(char **words, uint64_t f[5])
+{
+	for (int i = 0; i < 5; i++)
+		if (!parse_u64(words[i], &f[i]) || f[i] > UINT32_MAX)
+			return false;
+	return f[3] <= AR_FORK_INIT;
+}
+
+/* Lines "LSN SPC DB REL FORK BLOCK FILE"; one line per request on stdout:
+ * "ok FILE" or "error FILE: why". */
+static int getpage_batch(struct ctx *x, const char *list)
+{
+	FILE *in = fopen(list, "re");
+	if (!in) {
+		snprintf(x->err, sizeof(x->err), "%s: %s", list, strerror(errno));
+		return -errno;
+	}
+	char line[1200], w[7][400];
+	int rc = 0;
+	while (rc == 0 && fgets(line, sizeof(line), in)) {
+		char *words[7] = { w[0], w[1], w[2], w[3], w[4], w[5], w[6] };
+		uint64_t f[5];
+		ar_lsn lsn;
+		if (sscanf(line, "%399s %399s %399s %399s %399s %399s %399s", w[0], w[1], w[2],
+			   w[3], w[4], w[5], w[6]) != 7 ||
+		    !store_parse_lsn(w[0], &lsn) || !parse_fields(words + 1, f)) {
+			snprintf(x->err, sizeof(x->err), "%s: malformed line: %s", list, line);
+			rc = -EINVAL;
+			break;
+		}
+		x->c->lsn = lsn;
+		x->c->have_lsn = true;
+		x->err[0] = '\0';
+		int one = read_lsn(x, &lsn);
+		if (one == 0)
+			one = getpage_one(x, lsn, f, w[6]);
+		printf(one == 0 ? "ok %s\n" : "error %s: %s\n", w[6], x->err);
+	}
+	x->err[0] = '\0';
+	fclose(in);
+	return rc;
+}
+
+static int cmd_getpage(struct ctx *x)
+{
+	uint64_t f[5];
+	ar_lsn lsn;
+	bool batch = x->c->batch && x->c->argc == 1;
+	if (!batch && (x->c->argc != 7 || !parse_fields(x->c->argv + 1, f)))
+		return -EINVAL;
+	int rc = ctx_open(x, false, true);
+	if (rc == 0 && batch)
+		return getpage_batch(x, x->c->batch);
+	if (rc == 0)
+		rc = read_lsn(x, &lsn);
+	return rc < 0 ? rc : getpage_one(x, lsn, f, x->c->argv[6]);
+}
+
+static int cmd_branch(struct ctx *x)
+{
+	struct ar_timeline *child;
+	if (x->c->argc != 1 || !x->c->have_new || !x->c->have_lsn || x->c->latest)
+		return -EINVAL;
+	int rc = ctx_open(x, false, true);
+	if (rc < 0)
+		return rc;
+	rc = tenant_branch(x->s->tenant, &x->c->timeline, x->c->lsn, &x->c->new_timeline, &child);
+	if (rc < 0) {
+		snprintf(x->err, sizeof(x->err), "branching: %s",
+			 rc == -AR_EBELOWGC ? "the LSN is below the parent's GC cutoff"
+			 : rc == -ERANGE    ? "the LSN is outside the parent's history"
+			 : rc == -EEXIST    ? "the new timeline ID is taken"
+					    : strerror(-rc));
+		return rc;
+	}
+	struct ingest_state st = x->st;
+	st.next_lsn = 0; /* a branch has no WAL source of its own yet */
+	if (st.consistent_lsn > x->c->lsn)
+		st.consistent_lsn = 0;
+	return store_state_write(x->s, &x->c->new_timeline, &st, x->err);
+}
+
+static int cmd_gc(struct ctx *x)
+{
+	uint32_t removed = 0;
+	if (x->c->argc != 1 || !x->c->have_lsn || x->c->latest)
+		return -EINVAL;
+	int rc = ctx_open(x, false, false);
+	if (rc == 0)
+		rc = tenant_gc(x->s->tenant, &x->c->timeline, 0, x->c->lsn, &removed);
+	if (rc < 0) {
+		if (!x->err[0])
+			snprintf(x->err, sizeof(x->err), "gc: %s", strerror(-rc));
+		return rc;
+	}
+	char a[24];
+	lsn_str(tl_gc_cutoff(x->tl), a);
+	printf("{\"gc_cutoff\": \"%s\", \"layers_removed\": %u}\n", a, removed);
+	return 0;
+}
+
+static void show_timeline(struct ctx *x, struct ar_timeline *tl, bool last)
+{
+	char id[33], anc[33] = "", a[24], b[24], c[24], d[24];
+	tl_id_hex(tl_id(tl), id);
+	if (tl_ancestor(tl))
+		tl_id_hex(tl_id(tl_ancestor(tl)), anc);
+	lsn_str(tl_start_lsn(tl), a);
+	lsn_str(tl_last_record_lsn(tl), b);
+	lsn_str(tl_disk_consistent_lsn(tl), c);
+	lsn_str(tl_gc_cutoff(tl), d);
+	uint32_t l0 = 0, l1 = 0, images = 0;
+	for (uint32_t i = 0; i < tl_layer_count(tl); i++) {
+		const struct manifest_layer *ml = tl_layer(tl, i);
+		if (ml->info.kind == LYR_IMAGE)
+			images++;
+		else if (ml->level == 0)
+			l0++;
+		else
+			l1++;
+	}
+	printf("  {\"id\": \"%s\", \"ancestor\": \"%s\", \"start_lsn\": \"%s\", "
+	       "\"last_record_lsn\": \"%s\", \"disk_consistent_lsn\": \"%s\", \"gc_cutoff\": "
+	       "\"%s\", \"l0_layers\": %u, \"l1_layers\": %u, \"image_layers\": %u",
+	       id, anc, a, b, c, d, l0, l1, images);
+	struct ingest_state st;
+	if (store_state_read(x->s, tl_id(tl), &st, x->err) == 0) {
+		lsn_str(st.consistent_lsn, a);
+		lsn_str(st.next_lsn, b);
+		lsn_str(st.base_start_lsn, c);
+		printf(", \"system_id\": \"%" PRIu64 "\", \"base_start_lsn\": \"%s\", "
+		       "\"consistent_lsn\": \"%s\", \"next_lsn\": \"%s\"",
+		       st.system_id, c, a, b);
+	}
+	printf("}%s\n", last ? "" : ",");
+}
+
+static int cmd_show(struct ctx *x)
+{
+	int rc = store_open(x->c->dir, &x->c->tenant, false, &x->c->so, &x->s, x->err);
+	if (rc < 0)
+		return rc;
+	uint32_t n = tenant_timeline_count(x->s->tenant);
+	printf("{\"timelines\": [\n");
+	for (uint32_t i = 0; i < n; i++)
+		show_timeline(x, tenant_timeline_at(x->s->tenant, i), i + 1 == n);
+	printf("]}\n");
+	return 0;
+}
+
+int argonctl_local(int argc, char **argv)
+{
+	struct cli c;
+	struct ctx x = { .c = &c };
+	if (parse_cli(argc, argv, &c) < 0) {
+		fprintf(stderr, "argonctl: usage: argonctl -D DATADIR [OPTION]... COMMAND "
+				"(argonctl --help lists them)\n");
+		return EXIT_USAGE;
+	}
+	const char *cmd = c.argv[0], *sub = c.argc > 1 ? c.argv[1] : "";
+	int rc;
+	if (strcmp(cmd, "import") == 0 && strcmp(sub, "base") == 0)
+		rc = cmd_import_base(&x);
+	else if (strcmp(cmd, "import") == 0 && strcmp(sub, "wal") == 0)
+		rc = cmd_import_wal(&x);
+	else if (strcmp(cmd, "export") == 0)
+		rc = cmd_export(&x);
+	else if (strcmp(cmd, "getpage") == 0)
+		rc = cmd_getpage(&x);
+	else if (strcmp(cmd, "branch") == 0)
+		rc = cmd_branch(&x);
+	else if (strcmp(cmd, "gc") == 0)
+		rc = cmd_gc(&x);
+	else if (strcmp(cmd, "show") == 0)
+		rc = cmd_show(&x);
+	else
+		rc = -EINVAL;
+	ctx_close(&x);
+	if (rc == -EINVAL && !x.err[0]) {
+		fprintf(stderr,
+			"argonctl: unknown command or wrong operands: %s %s "
+			"(argonctl --help lists them)\n",
+			cmd, sub);
+		return EXIT_USAGE;
+	}
+	return rc < 0 ? die(cmd, x.err[0] ? x.err : strerror(-rc)) : 0;
+}
