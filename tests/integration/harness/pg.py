@@ -15,6 +15,14 @@ system user and the directories are handed to it.
 Settings go into postgresql.conf, so they survive restart() and ALTER
 SYSTEM still works; only the listen address, port and socket directory are
 given on the command line.
+
+A standby (PgCluster.standby_of(primary), or primary=... to the
+constructor) is made the same way, except that its data directory comes from
+pg_basebackup -R -X stream against the primary instead of initdb: it starts
+in hot standby, streaming from the primary, optionally through a physical
+replication slot that pg_basebackup creates.  The primary's postgresql.conf
+comes with the backup; the standby's own settings are appended after it, so
+they win.
 """
 
 import os
@@ -53,16 +61,26 @@ class PgCluster:
     """A PostgreSQL 15 cluster on 127.0.0.1:<free port>.
 
     PgCluster(name, data_checksums=False, fsync=False, settings=None,
-              bin_dir=None, start=True, startup_timeout=60.0)
+              bin_dir=None, start=True, startup_timeout=60.0,
+              primary=None, slot=None)
 
     fsync is off by default, as in PostgreSQL's own TAP tests; pass
     fsync=True for tests that need real durability.
+
+    With primary (a running PgCluster) the cluster is a streaming standby
+    of it, created by pg_basebackup -R instead of initdb (data_checksums is
+    then the primary's); slot names the physical replication slot it
+    streams through (created by pg_basebackup -C; None: no slot).
     """
 
     def __init__(self, name="pg", *, data_checksums=False, fsync=False,
                  settings=None, bin_dir=None, start=True,
-                 startup_timeout=60.0):
+                 startup_timeout=60.0, primary=None, slot=None):
+        if slot is not None and primary is None:
+            raise ValueError("slot needs a primary")
         self.name = name
+        self.primary = primary
+        self.slot = slot
         self.data_checksums = data_checksums
         self.fsync = fsync
         self.settings = dict(settings or {})
@@ -85,6 +103,15 @@ class PgCluster:
             except BaseException:
                 self.stop()
                 raise
+
+    @classmethod
+    def standby_of(cls, primary, name="standby", *, slot=None, settings=None,
+                   **kwargs):
+        """A hot standby of primary, made with pg_basebackup -R and started
+        (unless start=False); see the class docstring."""
+        return cls(name, primary=primary, slot=slot, settings=settings,
+                   bin_dir=kwargs.pop("bin_dir", None) or primary.bin_dir,
+                   **kwargs)
 
     # -- properties ---------------------------------------------------------
 
@@ -126,8 +153,25 @@ class PgCluster:
         """Every PID started for this cluster (the postmaster)."""
         return [self._daemon.pid] if self._daemon else []
 
+    @property
+    def uid(self):
+        """The OS user id the server runs as (postgres when we are root)."""
+        return self._uid
+
+    @property
+    def gid(self):
+        return self._gid
+
     def running(self):
         return self._daemon is not None and self._daemon.alive()
+
+    def tool_kwargs(self):
+        """Keyword arguments for procs.run() / procs.start_daemon() that run
+        a PostgreSQL program (pg_basebackup, pg_receivewal, pgbench...) as
+        the server's OS user with the harness's clean environment."""
+        return {"user": self._user,
+                "group": self._gid if self._user else None,
+                "env": self._env()}
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -160,8 +204,26 @@ class PgCluster:
         procs.run(argv, user=self._user, group=self._gid if self._user
                   else None, env=self._env(), cwd=self._dir,
                   log_path=self.log_path)
+        self._append_settings()
+
+    def _basebackup(self):
+        """The standby's data directory: a streamed base backup of the
+        primary, with standby.signal and primary_conninfo (-R)."""
+        argv = [self._bin("pg_basebackup"), "-D", self.data_dir,
+                "-h", self.primary.host, "-p", str(self.primary.port),
+                "-U", "postgres", "-X", "stream", "-c", "fast", "-R",
+                "--no-sync"]
+        if self.slot is not None:
+            argv += ["-C", "-S", self.slot]
+        procs.run(argv, timeout=600, cwd=self._dir, log_path=self.log_path,
+                  **self.tool_kwargs())
+        self._append_settings()
+
+    def _append_settings(self):
         lines = ["", "# Added by the Argon test harness.",
                  "fsync = %s" % _conf_value(self.fsync)]
+        if self.primary is not None:
+            lines.append("hot_standby = on")
         lines += ["%s = %s" % (k, _conf_value(v))
                   for k, v in self.settings.items()]
         with open(os.path.join(self.data_dir, "postgresql.conf"), "a") as f:
@@ -179,7 +241,10 @@ class PgCluster:
         first = self._dir is None
         if first:
             self._make_dirs()
-            self._initdb()
+            if self.primary is not None:
+                self._basebackup()
+            else:
+                self._initdb()
         timeout = timeout or self.startup_timeout
         for attempt in range(5):
             self._port = ports.free_port()
