@@ -255,7 +255,7 @@ static int collect_keys(struct ar_timeline *tl, struct keyset *s)
 			struct lyr_reader *r;
 			int rc = tl_layer_reader(t, &t->layers[i], &r);
 			if (rc == 0)
-				rc = lyr_reader_scan(r, keyset_add, s);
+				rc = lyr_reader_scan_keys(r, keyset_add, s);
 			if (rc < 0)
 				return rc;
 		}

@@ -808,7 +808,7 @@ static int reader_value(struct lyr_reader *r, const uint8_t *entry, struct ar_ke
 
 /* Walk entries from the cursor while (key matches, if given) and lsn < lsn_below. */
 static int reader_walk(struct lyr_reader *r, struct cursor *c, const uint8_t *key, ar_lsn lsn_below,
-		       lyr_value_fn *fn, void *ctx)
+		       bool values, lyr_value_fn *fn, void *ctx)
 {
 	uint8_t prev[AR_KEY_BYTES + 8];
 	bool have_prev = false;
@@ -830,11 +830,12 @@ static int reader_walk(struct lyr_reader *r, struct cursor *c, const uint8_t *ke
 			memcpy(prev, e, sizeof(prev));
 			have_prev = true;
 			struct ar_key k;
-			ar_lsn lsn = 0;
+			ar_lsn lsn = ar_get_be64(e + AR_KEY_BYTES);
 			struct ar_value v;
-			rc = reader_value(r, e, &k, &lsn, &v);
+			ar_key_decode(e, &k);
+			rc = values ? reader_value(r, e, &k, &lsn, &v) : 0;
 			if (rc == 0)
-				rc = fn(ctx, &k, lsn, &v);
+				rc = fn(ctx, &k, lsn, values ? &v : NULL);
 			if (rc != 0)
 				return rc;
 		}
@@ -855,10 +856,10 @@ int lyr_reader_get(struct lyr_reader *r, const struct ar_key *key, ar_lsn lsn_be
 	int rc = reader_seek(r, kb, 0, &c);
 	if (rc < 0)
 		return rc;
-	return reader_walk(r, &c, kb, lsn_below, fn, ctx);
+	return reader_walk(r, &c, kb, lsn_below, true, fn, ctx);
 }
 
-int lyr_reader_scan(struct lyr_reader *r, lyr_value_fn *fn, void *ctx)
+static int reader_scan(struct lyr_reader *r, bool values, lyr_value_fn *fn, void *ctx)
 {
 	struct cursor c = { .leaf_offset = r->data_end, .pos = 0, .count = 0, .leaf = r->leaf };
 
@@ -868,7 +869,17 @@ int lyr_reader_scan(struct lyr_reader *r, lyr_value_fn *fn, void *ctx)
 	if (rc < 0)
 		return rc;
 	c.count = ar_get_be16(r->leaf + 4);
-	return reader_walk(r, &c, NULL, AR_LSN_MAX, fn, ctx);
+	return reader_walk(r, &c, NULL, AR_LSN_MAX, values, fn, ctx);
+}
+
+int lyr_reader_scan(struct lyr_reader *r, lyr_value_fn *fn, void *ctx)
+{
+	return reader_scan(r, true, fn, ctx);
+}
+
+int lyr_reader_scan_keys(struct lyr_reader *r, lyr_value_fn *fn, void *ctx)
+{
+	return reader_scan(r, false, fn, ctx);
 }
 
 /* ---- pull cursor (k-way merges) ---- */

@@ -111,6 +111,10 @@ __attribute__((warn_unused_result)) int lyr_reader_get(struct lyr_reader *reader
 /* Every value of the layer in (key, LSN) order. */
 __attribute__((warn_unused_result)) int lyr_reader_scan(struct lyr_reader *reader, lyr_value_fn *fn,
 							void *ctx);
+/* The same walk over the index alone: fn gets each (key, LSN) with value NULL,
+ * and no value block is read. */
+__attribute__((warn_unused_result)) int lyr_reader_scan_keys(struct lyr_reader *reader,
+							     lyr_value_fn *fn, void *ctx);
 
 /* A pull cursor over every value of a layer in (key, LSN) order, for k-way merges.
  * It has its own leaf buffer and copies each value, so lookups on the same reader

@@ -155,10 +155,11 @@ static int page_header(struct wal_reader *r, const uint8_t *page, ar_lsn page_ls
 
 	if (magic == 0 && addr == 0)
 		return AR_WAL_END;
-	if (addr != page_lsn)
-		return AR_WAL_END; /* a recycled segment: where the WAL ends */
+	/* Garbage is an error; a WAL page of another address is a recycled segment. */
 	if (magic != WAL_PAGE_MAGIC)
 		return reader_fail(r, page_lsn, "invalid magic number %04X in WAL page", magic);
+	if (addr != page_lsn)
+		return AR_WAL_END; /* a recycled segment: where the WAL ends */
 	if (info & ~0x000Fu)
 		return reader_fail(r, page_lsn, "invalid info bits %04X in WAL page", info);
 	bool seg_start = page_lsn % r->seg_bytes == 0;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EXIT_USAGE 1
@@ -56,6 +57,8 @@ void argonctl_local_usage(void)
 	       "  branch --lsn LSN --new ID    a copy-on-write branch of the timeline at LSN\n"
 	       "  gc --lsn LSN                 drop history below LSN (branch points kept)\n"
 	       "  show                         LSNs, layers and ingest state, as JSON\n"
+	       "  lsn-for-time \"YYYY-MM-DD HH:MM:SS[.ffffff]\"\n"
+	       "                               end LSN of the newest commit at or before (UTC)\n"
 	       "Options: --tenant ID, --timeline ID (32 hex digits; default %s),\n"
 	       "  --checkpoint-distance BYTES, --compaction-threshold N, --image-threshold N,\n"
 	       "  --cache-bytes BYTES, --stop-lsn LSN, --queue-depth N, --read-size BYTES,\n"
@@ -454,8 +457,8 @@ static int getpage_one(struct ctx *x, ar_lsn lsn, const uint64_t f[5], const cha
 	if (rc < 0) {
 		snprintf(x->err, sizeof(x->err), "block %" PRIu64 " of %u/%u/%u fork %u: %s", f[4],
 			 rel.spc_oid, rel.db_oid, rel.rel_number, rel.fork,
-			 rc == -ERANGE	     ? "beyond the relation's end"
-			 : rc == -AR_ENOKEY  ? "no such relation at that LSN"
+			 rc == -ERANGE        ? "beyond the relation's end"
+			 : rc == -AR_ENOKEY   ? "no such relation at that LSN"
 			 : tl_error(x->tl)[0] ? tl_error(x->tl)
 					      : strerror(-rc));
 		return rc;
@@ -607,6 +610,51 @@ static void show_timeline(struct ctx *x, struct ar_timeline *tl, bool last)
 	printf("}%s\n", last ? "" : ",");
 }
 
+/* "YYYY-MM-DD HH:MM:SS[.ffffff]" (UTC) as PostgreSQL time: microseconds since 2000-01-01. */
+static bool parse_pg_time(const char *text, int64_t *out)
+{
+	struct tm tm = { 0 };
+	int used = 0;
+	unsigned frac = 0;
+	int fdigits = 0;
+	if (sscanf(text, "%d-%d-%d %d:%d:%d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+		   &tm.tm_min, &tm.tm_sec, &used) != 6)
+		return false;
+	const char *p = text + used;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9' && fdigits < 6; p++, fdigits++)
+			frac = frac * 10 + (unsigned)(*p - '0');
+	for (; fdigits < 6; fdigits++)
+		frac *= 10;
+	if (*p != '\0' && strcmp(p, " UTC") != 0 && strcmp(p, "+00") != 0)
+		return false;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	time_t t = timegm(&tm);
+	*out = ((int64_t)t - 946684800) * 1000000 + frac; /* PostgreSQL's epoch is 2000 */
+	return true;
+}
+
+static int cmd_lsn_for_time(struct ctx *x)
+{
+	int64_t ts;
+	ar_lsn lsn;
+	if (x->c->argc != 2 || !parse_pg_time(x->c->argv[1], &ts))
+		return -EINVAL;
+	int rc = ctx_open(x, false, false);
+	if (rc == 0)
+		rc = wi_lsn_for_time(x->tl, ts, tl_last_record_lsn(x->tl), &lsn);
+	if (rc == -AR_ENOKEY)
+		snprintf(x->err, sizeof(x->err), "no commit at or before %s is known",
+			 x->c->argv[1]);
+	if (rc < 0)
+		return rc;
+	char a[24];
+	lsn_str(lsn, a);
+	printf("{\"lsn\": \"%s\"}\n", a);
+	return 0;
+}
+
 static int cmd_show(struct ctx *x)
 {
 	int rc = store_open(x->c->dir, &x->c->tenant, false, &x->c->so, &x->s, x->err);
@@ -645,6 +693,8 @@ int argonctl_local(int argc, char **argv)
 		rc = cmd_gc(&x);
 	else if (strcmp(cmd, "show") == 0)
 		rc = cmd_show(&x);
+	else if (strcmp(cmd, "lsn-for-time") == 0)
+		rc = cmd_lsn_for_time(&x);
 	else
 		rc = -EINVAL;
 	ctx_close(&x);

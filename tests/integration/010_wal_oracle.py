@@ -1,4 +1,4 @@
-"""010: the WAL import/export oracle, PostgreSQL's side.
+"""010: the WAL import/export oracle.
 
 A real PostgreSQL 15 primary runs the issue's workload (harness/workload.py:
 pgbench, DDL of every index access method, both CREATE DATABASE strategies,
@@ -8,20 +8,32 @@ through the slot "argon" from before Argon's base backup, and a stock
 PostgreSQL 15 standby replays all of it, up to the primary's shutdown
 checkpoint.
 
-These tests check that the workload really produced what the comparison
-needs and that the standby (the reference) replayed everything.  Argon's own
-checks (import the base backup and the WAL, compare every page with the
-standby's and the history snapshots) use the same module-scoped fixtures,
-`workload` and `under_load`, which run each scenario once.
+The first tests check that the workload really produced what the
+comparison needs and that the standby (the reference) replayed everything.
+Then Argon: `argonctl -D` imports the base backup and the received WAL (a
+4 MiB checkpoint distance and low compaction thresholds, so layers are
+flushed, compacted, imaged and collected), exports a data directory at the
+end, and argon-oracle compares it with the standby's after masking with
+PostgreSQL's own rm_mask functions; the history snapshots are read back at
+their pd_lsn, directly and through branches; Argon's decoder is compared
+with pg_waldump record by record; the base backup taken under load passes
+the same comparison; and bad WAL stops the import with a clear error, losing
+nothing before it.  Every argonctl command is a new process: Argon is
+restarted between import, GC and every read.
 """
 
+import importlib.util
+import json
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
 
+from harness import oracle
 from harness import workload as wl
+from harness.pageserver import binary
 
 MIB = 1024 * 1024
 WAL_PAGE = 8192
@@ -318,3 +330,274 @@ def test_base_backup_under_load(under_load):
           "%s, %.0f MiB of WAL, %d records; %.1f s"
           % (r.compression, r.base_start_lsn, r.base_end_lsn, r.end_lsn,
              r.wal_bytes() / MIB, stats["Total"], r.seconds))
+
+
+
+# -- Argon -------------------------------------------------------------------
+
+# Small layers and low thresholds: every part of the engine runs on this WAL.
+STORE_OPTIONS = ["--checkpoint-distance", str(4 * MIB), "--compaction-threshold", "4",
+                 "--image-threshold", "3"]
+
+
+def argonctl(datadir, *args, check=True, timeout=1200):
+    argv = [binary("tools/argonctl"), "-D", datadir] + [str(a) for a in args]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError("%s failed (%d): %s" % (" ".join(argv[1:]), proc.returncode,
+                                                    proc.stderr[-3000:]))
+    return proc
+
+
+def last_json(proc):
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def need_oracle():
+    if oracle.oracle_binary() is None:
+        pytest.skip(oracle.why_missing())
+
+
+def import_all(result, name, options=()):
+    datadir = os.path.join(result.work_dir, name)
+    base = last_json(argonctl(datadir, *options, "import", "base", result.backup_dir))
+    wal = last_json(argonctl(datadir, *options, "import", "wal", "--no-progress",
+                             result.wal_dir))
+    return datadir, base, wal
+
+
+@pytest.fixture(scope="module")
+def argon(workload):
+    """The full scenario imported; then GC up to the earliest snapshot."""
+    datadir, base, wal = import_all(workload, "argon", STORE_OPTIONS)
+    earliest = min(wl.lsn_int(s.lsn) for s in workload.snapshots)
+    gc = last_json(argonctl(datadir, "gc", "--lsn", wl.lsn_text(earliest)))
+    print("\nArgon import: base %s; WAL %s; gc %s" % (base, wal, gc))
+    return {"dir": datadir, "base": base, "wal": wal, "gc": gc, "earliest": earliest}
+
+
+def test_argon_imported_everything(workload, full_stats, argon):
+    base, wal = argon["base"], argon["wal"]
+    assert base["start_lsn"] == workload.base_start_lsn
+    assert base["end_lsn"] == workload.base_end_lsn
+    assert base["blocks"] > 1000 and base["slru_pages"] >= 1
+    assert wal["last_lsn"] == workload.end_lsn
+    assert wal["records"] == full_stats["Total"]
+    assert wal["dbs_created"] == 3 and wal["dbs_dropped"] == 1
+    assert wal["multixacts"] >= 8000 and wal["relmaps"] >= 1
+    assert wal["rels_dropped"] > 0 and wal["vm_clears"] > 0
+
+
+def test_layers_really_used(argon):
+    """Flushes, L0 -> L1 compactions, image layers and GC all happened, and
+    the layer files on disk say so after a restart."""
+    wal, gc = argon["wal"], argon["gc"]
+    assert wal["flushes"] >= 20, wal
+    assert wal["compactions"] >= 3 and wal["l1_written"] >= 3, wal
+    assert wal["image_layers_written"] >= 1 and wal["images_created"] > 1000, wal
+    assert gc["gc_cutoff"] == wl.lsn_text(argon["earliest"])
+    show = json.loads(argonctl(argon["dir"], "show").stdout)
+    tl = show["timelines"][0]
+    assert tl["gc_cutoff"] == gc["gc_cutoff"]
+    assert tl["l1_layers"] >= 1 and tl["image_layers"] >= 1, tl
+    assert tl["disk_consistent_lsn"] == tl["last_record_lsn"]
+    print("layers: %s; GC removed %d" % (tl, gc["layers_removed"]))
+
+
+def test_export_equals_the_standby(workload, argon):
+    """Argon's data directory at the end equals the stock standby's: every
+    database's main and VM forks after PostgreSQL's masks, pg_xact,
+    pg_multixact and pg_filenode.map byte for byte."""
+    need_oracle()
+    out = os.path.join(workload.work_dir, "export-end")
+    exp = last_json(argonctl(argon["dir"], "export", "--lsn", workload.end_lsn, out))
+    assert exp["lsn"] == workload.end_lsn and exp["blocks"] > 10000
+    rc, stdout, stderr = oracle.run_oracle("compare", "--map", workload.am_map_path,
+                                           workload.standby_dir, out)
+    print(stdout)  # every exclusion, with its reason
+    assert rc == 0, stdout[-4000:] + stderr
+    summary = stdout.strip().splitlines()[-1]
+    m = re.match(r"oracle: (\d+) files, (\d+) blocks compared, 0 mismatches", summary)
+    assert m and int(m[2]) > 10000, summary
+    print("excluded by the test too (unlogged and temporary relations): %s"
+          % ", ".join("%s (%s)" % (e.path, e.relname) for e in workload.exclusions))
+
+    rc, stdout, stderr = oracle.run_oracle("primary-sanity", "--map", workload.am_map_path,
+                                           workload.primary_dir, out)
+    assert rc == 0, stdout[-4000:] + stderr
+    print(stdout.strip().splitlines()[-1])
+
+
+def test_reads_below_the_backup_end_are_refused(workload, argon):
+    out = os.path.join(workload.work_dir, "export-early")
+    proc = argonctl(argon["dir"], "export", "--lsn", workload.base_start_lsn, out, check=False)
+    assert proc.returncode == 3
+    assert "below the base backup's end (%s)" % workload.base_end_lsn in proc.stderr
+
+
+def snapshot_reads(workload, datadir, timeline=None):
+    """Argon's page at each snapshot's pd_lsn, compared with the snapshot after
+    the access method's mask.  Returns (compared, excluded)."""
+    need_oracle()
+    pages = os.path.join(workload.work_dir, "history-%s" % (timeline or "main"))
+    os.makedirs(pages, exist_ok=True)
+    wanted, excluded = [], []
+    for i, s in enumerate(workload.snapshots):
+        lsn = wl.lsn_int(s.lsn)
+        if lsn == 0 or lsn < wl.lsn_int(workload.base_end_lsn):
+            excluded.append((s, "pd_lsn 0 or below the import's end"))
+            continue
+        wanted.append((i, s))
+    listing = os.path.join(pages, "list")
+    with open(listing, "w") as f:
+        for i, s in wanted:
+            f.write("%s %d %d %d 0 %d %s\n" % (s.lsn, s.spc_oid, s.db_oid, s.relfilenode,
+                                               s.block, os.path.join(pages, str(i))))
+    args = ["getpage", "--batch", listing] + (["--timeline", timeline] if timeline else [])
+    got = argonctl(datadir, *args).stdout.splitlines()
+    assert all(line.startswith("ok ") for line in got), [x for x in got if "error" in x]
+    assert len(got) == len(wanted)
+    for i, s in wanted:
+        mine = os.path.join(pages, str(i))
+        theirs = os.path.join(pages, "%d.snapshot" % i)
+        with open(theirs, "wb") as f:
+            f.write(s.data)
+        rc, stdout, _ = oracle.run_oracle("page", s.kind, theirs, mine)
+        assert rc == 0, "snapshot %d (%s block %d at %s): %s" % (i, s.relname, s.block,
+                                                                  s.lsn, stdout)
+    return len(wanted), excluded
+
+
+def test_history_snapshots(workload, argon):
+    """Random heap and btree pages fetched during the workload equal Argon's
+    page at their pd_lsn (read after GC up to the earliest of them)."""
+    compared, excluded = snapshot_reads(workload, argon["dir"])
+    print("history: %d pages compared; excluded: %d (%s); VM, FSM and sequence pages are "
+          "not snapshotted" % (compared, len(excluded),
+                               "; ".join("%s block %d: %s" % (s.relname, s.block, why)
+                                         for s, why in excluded[:5])))
+    assert compared >= 40
+
+
+def test_history_through_branches(workload, argon):
+    """The same pages through branches created at their LSNs."""
+    need_oracle()
+    snaps = sorted(workload.snapshots, key=lambda s: wl.lsn_int(s.lsn))
+    picks = [snaps[len(snaps) // 4], snaps[len(snaps) // 2], snaps[-1]]
+    for n, s in enumerate(picks):
+        branch = "%032x" % (0xB0 + n)
+        argonctl(argon["dir"], "branch", "--lsn", s.lsn, "--new", branch)
+        page = os.path.join(workload.work_dir, "branch-%d" % n)
+        argonctl(argon["dir"], "getpage", "--timeline", branch, "--lsn", s.lsn,
+                 s.spc_oid, s.db_oid, s.relfilenode, 0, s.block, page)
+        snap = page + ".snapshot"
+        with open(snap, "wb") as f:
+            f.write(s.data)
+        rc, stdout, _ = oracle.run_oracle("page", s.kind, snap, page)
+        assert rc == 0, stdout
+        # A branch ends at its LSN: nothing later is readable there.
+        later = argonctl(argon["dir"], "getpage", "--timeline", branch, "--lsn",
+                         workload.end_lsn, s.spc_oid, s.db_oid, s.relfilenode, 0, s.block,
+                         page, check=False)
+        assert later.returncode == 3 and "past the last one stored" in later.stderr
+
+
+def _waldump_parsers():
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "006_waldump.py")
+    spec = importlib.util.spec_from_file_location("waldump006", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_decoder_matches_pg_waldump(workload):
+    """Argon's decoder against pg_waldump over the workload's WAL, record by
+    record: LSN, prev, rmgr, lengths, xid, block references."""
+    mod = _waldump_parsers()
+    ref = waldump(workload, "-s", workload.base_start_lsn, "-e", workload.end_lsn)
+    expected = mod.parse_pg(ref.stdout)
+    mine = subprocess.run([binary("tools/argon-waldump"), "--start", workload.base_start_lsn,
+                           "--end", workload.end_lsn, "--images", workload.waldump_dir],
+                          capture_output=True, text=True, timeout=900)
+    assert mine.returncode == 0, mine.stderr
+    got = mod.parse_argon(mine.stdout)
+    assert len(got) == len(expected) > 100000
+    for a, b in zip(got, expected):
+        assert a == b, "argon %r\npg_waldump %r" % (a, b)
+    assert " 0 page images" not in mine.stderr
+    print("decoder: %d records equal pg_waldump's; %s" % (len(got), mine.stderr.strip()))
+
+
+# -- the base backup taken under load, and bad input ---------------------------
+
+def flip_byte(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+def test_bad_wal_stops_cleanly_then_resumes(under_load, workload):
+    """A flipped byte inside a record: the import stops there with the LSN and
+    the cause, keeps everything before it, and with the good file resumes;
+    then the export at the end equals the standby (a base backup taken under
+    load).  Garbage and another system's WAL are refused the same way."""
+    r, other_system = under_load, workload
+    datadir = os.path.join(r.work_dir, "argon-bad")
+    argonctl(datadir, "import", "base", r.backup_dir)
+    bad_wal = os.path.join(r.work_dir, "wal-bad")
+    shutil.copytree(r.wal_dir, bad_wal)
+    segs = sorted(n for n in os.listdir(bad_wal) if len(n) == 24)
+    first = segs.index(wl.segment_name(r.base_start_lsn_int))
+    assert len(segs) >= first + 3, segs  # the import reads two whole segments at least
+    victim = os.path.join(bad_wal, segs[first + 1])
+    flip_byte(victim, 3 * MIB + 4321)
+    proc = argonctl(datadir, "import", "wal", "--no-progress", bad_wal, check=False)
+    assert proc.returncode == 3, proc.stderr
+    m = re.search(r"at ([0-9A-F]+/[0-9A-F]+)", proc.stderr)
+    assert m and "checksum" in proc.stderr, proc.stderr
+    bad_lsn = wl.lsn_int(m[1])
+    seg_start = (int(segs[first + 1][8:16], 16) << 32) + \
+        int(segs[first + 1][16:], 16) * wl.SEGMENT_SIZE
+    assert seg_start <= bad_lsn <= seg_start + 3 * MIB + 4321
+    tl = json.loads(argonctl(datadir, "show").stdout)["timelines"][0]
+    last = wl.lsn_int(tl["last_record_lsn"])
+    assert tl["disk_consistent_lsn"] == tl["last_record_lsn"]
+    assert bad_lsn - 8192 <= last <= bad_lsn, (tl, m[1])
+    print("flipped byte: %s; kept everything up to %s" % (proc.stderr.strip(),
+                                                           tl["last_record_lsn"]))
+
+    # Garbage in place of the next segment, another system's segment: refused
+    # with the LSN and the cause.
+    shutil.copy(os.path.join(r.wal_dir, segs[first + 1]), victim)
+    # The other system's segment of the same name: its pages have the addresses
+    # expected, only the system identifier differs.
+    other_seg = os.path.join(other_system.wal_dir, segs[first + 2])
+    assert os.path.exists(other_seg), sorted(os.listdir(other_system.wal_dir))
+    for what, expect in (("garbage", "magic"), ("another system", "different database system")):
+        odd = os.path.join(r.work_dir, "wal-odd")
+        shutil.rmtree(odd, ignore_errors=True)
+        shutil.copytree(r.wal_dir, odd)
+        target = os.path.join(odd, segs[first + 2])
+        if what == "garbage":
+            with open(target, "wb") as f:
+                f.write(os.urandom(wl.SEGMENT_SIZE))
+        else:
+            shutil.copy(other_seg, target)
+        proc = argonctl(datadir, "import", "wal", "--no-progress", odd, check=False)
+        assert proc.returncode == 3, (what, proc.stderr)
+        assert re.search(r"[0-9A-F]+/[0-9A-F]+", proc.stderr), proc.stderr
+        assert expect in proc.stderr, (what, proc.stderr)
+        print("%s: %s" % (what, proc.stderr.strip()))
+
+    # The good WAL: the import resumes and the result equals the standby.
+    wal = last_json(argonctl(datadir, "import", "wal", "--no-progress", r.wal_dir))
+    assert wal["last_lsn"] == r.end_lsn and wal["consistent_lsn"] == r.base_end_lsn
+    need_oracle()
+    out = os.path.join(r.work_dir, "export-under-load")
+    argonctl(datadir, "export", "--lsn", r.end_lsn, out)
+    rc, stdout, stderr = oracle.run_oracle("compare", "--map", r.am_map_path, r.standby_dir,
+                                           out)
+    assert rc == 0, stdout[-4000:] + stderr
+    print("under load: " + stdout.strip().splitlines()[-1])

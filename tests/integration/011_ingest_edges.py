@@ -1,0 +1,188 @@
+"""011: the edges of WAL import and export, on small real PostgreSQL 15 clusters.
+
+- A cleanly stopped data directory imports as a timeline consistent at its
+  checkpoint; its export equals the directory itself after PostgreSQL's masks.
+  A data directory that was not shut down cleanly is refused.
+- At default settings (no wal_consistency_checking) records touch pages
+  without images: export and getpage fail with an error naming the record's
+  LSN and rmgr until PostgreSQL's redo exists (the next issue).
+- The commit-timestamp index answers "the LSN of the newest commit at or
+  before T", checked against pg_waldump's commit records.
+- Tablespaces other than pg_default/pg_global are refused, in WAL and in a
+  base backup, with the reason.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from harness import oracle, procs
+from harness.pageserver import binary
+from harness.pg import PgCluster
+
+SETTINGS = {"wal_keep_size": "1GB", "max_wal_senders": "4", "wal_level": "replica"}
+
+
+def argonctl(datadir, *args, check=True):
+    argv = [binary("tools/argonctl"), "-D", datadir] + [str(a) for a in args]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError("%s failed (%d): %s" % (" ".join(argv[1:]), proc.returncode,
+                                                    proc.stderr[-3000:]))
+    return proc
+
+
+def last_json(proc):
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def base_backup(pg, dest, *extra):
+    os.mkdir(dest, 0o700)
+    os.chown(dest, pg.uid, pg.gid)
+    procs.run([os.path.join(pg.bin_dir, "pg_basebackup"), "-h", pg.host, "-p", str(pg.port),
+               "-U", "postgres", "-D", dest, "-Fp", "-X", "none", "-c", "fast", "--no-sync"]
+              + list(extra), timeout=300, **pg.tool_kwargs())
+
+
+def waldump(pg, start, end):
+    env = dict(os.environ, TZ="UTC")
+    out = subprocess.run([os.path.join(pg.bin_dir, "pg_waldump"), "-p",
+                          os.path.join(pg.data_dir, "pg_wal"), "-s", start, "-e", end],
+                         capture_output=True, text=True, timeout=300, env=env)
+    return out.stdout
+
+
+def test_stopped_data_directory(tmp_dir):
+    pg = PgCluster("edge-stopped", settings=SETTINGS)
+    try:
+        pg.sql("create table t (a int primary key, b text)")
+        pg.sql("insert into t select g, repeat('x', g % 50) from generate_series(1, 20000) g")
+        pg.sql("create index on t using hash (b)")
+        pg.sql("vacuum t")
+        pg.stop(keep_dir=True)
+        datadir = os.path.join(tmp_dir, "argon")
+        base = last_json(argonctl(datadir, "import", "base", pg.data_dir))
+        assert base["start_lsn"] == base["end_lsn"] and base["blocks"] > 100
+        out = os.path.join(tmp_dir, "export")
+        exp = last_json(argonctl(datadir, "export", "--lsn", "latest", out))
+        assert exp["lsn"] == base["end_lsn"]
+        if oracle.oracle_binary() is None:
+            pytest.skip(oracle.why_missing())
+        rc, stdout, stderr = oracle.run_oracle("compare", pg.data_dir, out)
+        assert rc == 0, stdout[-3000:] + stderr
+        print(stdout.strip().splitlines()[-1])
+    finally:
+        pg.stop()
+
+
+def test_unclean_data_directory_is_refused(tmp_dir):
+    pg = PgCluster("edge-crashed", settings=SETTINGS)
+    try:
+        pg.sql("create table t (a int)")
+        os.kill(pg.pid, 9)  # the postmaster dies: no shutdown checkpoint
+        proc = argonctl(os.path.join(tmp_dir, "argon"), "import", "base", pg.data_dir,
+                        check=False)
+        assert proc.returncode == 3
+        assert "was not shut down cleanly" in proc.stderr, proc.stderr
+    finally:
+        pg.stop(mode="immediate")
+
+
+@pytest.fixture(scope="module")
+def default_cluster(tmp_root):
+    """A primary at default settings: a base backup, then writes and commits
+    whose records touch pages without full-page images."""
+    pg = PgCluster("edge-default", settings=SETTINGS)
+    work = os.path.join(tmp_root, "edge-default")
+    os.makedirs(work)
+    pg.sql("create table t (a int, b text)")
+    pg.sql("insert into t select g, 'row ' || g from generate_series(1, 100) g")
+    backup = os.path.join(work, "backup")
+    base_backup(pg, backup)
+    start = re.search(r"START WAL LOCATION: (\S+)",
+                      open(os.path.join(backup, "backup_label")).read())[1]
+    for i in range(30):  # small transactions, one commit each
+        pg.sql("insert into t values (%d, 'later')" % (1000 + i))
+    pg.sql("select pg_switch_wal()")
+    end = pg.sql("select pg_current_wal_insert_lsn()")[0][0]
+    pg.stop(keep_dir=True)
+    datadir = os.path.join(work, "argon")
+    argonctl(datadir, "import", "base", backup)
+    wal = last_json(argonctl(datadir, "import", "wal", "--no-progress",
+                             os.path.join(pg.data_dir, "pg_wal")))
+    yield {"pg": pg, "work": work, "datadir": datadir, "start": start, "end": end, "wal": wal}
+    pg.stop()
+
+
+def test_records_needing_redo_fail_clearly(default_cluster):
+    c = default_cluster
+    assert c["wal"]["wal_values"] > 0  # records stored for PostgreSQL's redo
+    proc = argonctl(c["datadir"], "export", "--lsn", "latest", os.path.join(c["work"], "x"),
+                    check=False)
+    assert proc.returncode == 3
+    m = re.search(r"the record at ([0-9A-F]+/[0-9A-F]+) \(rmgr (\d+)\) needs PostgreSQL's redo",
+                  proc.stderr)
+    assert m, proc.stderr
+    assert int(m[2]) in (9, 10), proc.stderr  # heap2 (multi-insert) or heap
+    print(proc.stderr.strip())
+
+
+def test_commit_time_index(default_cluster):
+    """The LSN for a time is the end of the newest commit at or before it."""
+    c = default_cluster
+    text = waldump(c["pg"], c["start"], c["end"])
+    commits = []  # (time text, start lsn)
+    for line in text.splitlines():
+        m = re.search(r"lsn: ([0-9A-F]+/[0-9A-F]+),.*desc: COMMIT (\S+ \S+) UTC", line)
+        if m:
+            commits.append((m[2], m[1]))
+    assert len(commits) >= 30
+    lsn = lambda t: int(t.split("/")[0], 16) << 32 | int(t.split("/")[1], 16)
+    for when, start in (commits[3], commits[len(commits) // 2], commits[-1]):
+        got = last_json(argonctl(c["datadir"], "lsn-for-time", when))["lsn"]
+        # The end of this commit record, or of a later one with the same time:
+        # past its start, before any commit later in time.
+        later = [s for t, s in commits if t > when]
+        assert lsn(got) > lsn(start), (when, got, start)
+        if later:
+            assert lsn(got) < min(lsn(s) for s in later), (when, got)
+    early = argonctl(c["datadir"], "lsn-for-time", "2001-01-01 00:00:00", check=False)
+    assert early.returncode == 3 and "no commit" in early.stderr
+
+
+def test_tablespaces_are_refused(tmp_dir):
+    pg = PgCluster("edge-tblspc", settings=SETTINGS)
+    try:
+        backup = os.path.join(tmp_dir, "backup")
+        base_backup(pg, backup)
+        loc = os.path.join(tmp_dir, "ts")
+        os.mkdir(loc, 0o700)
+        os.chown(loc, pg.uid, pg.gid)
+        pg.sql("create tablespace extra location '%s'" % loc)
+        pg.sql("create table t (a int) tablespace extra")
+        pg.sql("select pg_switch_wal()")
+        backup2 = os.path.join(tmp_dir, "backup2")
+        loc2 = os.path.join(tmp_dir, "ts2")
+        os.mkdir(loc2, 0o700)
+        os.chown(loc2, pg.uid, pg.gid)
+        base_backup(pg, backup2, "-T", "%s=%s" % (loc, loc2))
+        pg.stop(keep_dir=True)
+        datadir = os.path.join(tmp_dir, "argon")
+        argonctl(datadir, "import", "base", backup)
+        proc = argonctl(datadir, "import", "wal", "--no-progress",
+                        os.path.join(pg.data_dir, "pg_wal"), check=False)
+        assert proc.returncode == 3
+        assert "supports only pg_default and pg_global" in proc.stderr, proc.stderr
+        assert re.search(r"[0-9A-F]+/[0-9A-F]+", proc.stderr)
+        print(proc.stderr.strip())
+        proc = argonctl(os.path.join(tmp_dir, "argon2"), "import", "base", backup2,
+                        check=False)
+        assert proc.returncode == 3
+        assert "supports only pg_default and pg_global" in proc.stderr, proc.stderr
+        shutil.rmtree(loc, ignore_errors=True)
+    finally:
+        pg.stop()
