@@ -25,6 +25,14 @@ struct base_info {
 	bool from_backup;      /* backup_label present */
 };
 
+/* pg_basebackup's tar format: if src is an archive, or a directory holding
+ * base.tar[.gz|.lz4|.zst], unpack it (and the backup_manifest beside it) into a
+ * new directory under scratch_parent, named in dir_out: returns 1.  Returns 0
+ * for a plain directory (nothing done). */
+__attribute__((warn_unused_result)) int base_unpack(const char *src, const char *scratch_parent,
+						    char *dir_out, size_t n,
+						    char err[STORE_ERROR_BYTES]);
+
 /* Read pg_control (its CRC checked), PG_VERSION, backup_label, backup_manifest. */
 __attribute__((warn_unused_result)) int base_inspect(const char *pgdata, struct base_info *out,
 						     char err[STORE_ERROR_BYTES]);

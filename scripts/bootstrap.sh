@@ -13,7 +13,7 @@ packages=(
 	# libraries Argon links
 	liburing-dev libnuma-dev libzstd-dev liblz4-dev zlib1g-dev libcurl4-openssl-dev
 	libpq-dev libgoogle-perftools-dev libcmocka-dev libbpf-dev libseccomp-dev
-	libinih-dev libmicrohttpd-dev libjansson-dev libisal-dev
+	libinih-dev libmicrohttpd-dev libjansson-dev libisal-dev libarchive-dev
 	# real servers for tests
 	postgresql-15 postgresql-client-15 postgresql-contrib
 	swift swift-proxy swift-object swift-container swift-account memcached

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -47,8 +48,8 @@ struct cli {
 void argonctl_local_usage(void)
 {
 	printf("\nOffline commands (argonctl -D DATADIR [OPTION]... COMMAND):\n"
-	       "  import base PGDATA           a new timeline from a pg_basebackup (plain format)\n"
-	       "                               or a cleanly stopped data directory\n"
+	       "  import base PGDATA           a new timeline from a pg_basebackup (plain or tar\n"
+	       "                               format) or a cleanly stopped data directory\n"
 	       "  import wal WALDIR            WAL segment files from where the timeline is\n"
 	       "  export --lsn LSN|latest DIR  a data directory as of LSN\n"
 	       "  getpage --lsn LSN SPC DB REL FORK BLOCK FILE\n"
@@ -273,28 +274,51 @@ static void print_tl_stats(FILE *f, struct ar_timeline *tl)
 		ts->image_layers_written, ts->images_created, ts->gc_runs, ts->gc_layers_removed);
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* Import from pgdata: a plain directory, or a tar-format backup unpacked first. */
+static int import_base_from(struct ctx *x, const char *src, struct base_info *bi,
+			    struct base_stats *bs)
+{
+	char unpacked[700];
+	int rc = base_unpack(src, x->c->dir, unpacked, sizeof(unpacked), x->err);
+	if (rc < 0)
+		return rc;
+	const char *pgdata = rc == 1 ? unpacked : src;
+	bool scratch = rc == 1;
+	rc = base_inspect(pgdata, bi, x->err);
+	if (rc == 0)
+		rc = tenant_timeline_create(x->s->tenant, &x->c->timeline, bi->start_lsn, &x->tl);
+	if (rc < 0 && !x->err[0])
+		snprintf(x->err, sizeof(x->err), "creating the timeline: %s", strerror(-rc));
+	if (rc == 0)
+		rc = ctx_ingest(x);
+	if (rc == 0)
+		rc = base_import(x->wi, pgdata, bi, bs, x->err);
+	if (scratch)
+		nftw(unpacked, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	return rc;
+}
+
 static int cmd_import_base(struct ctx *x)
 {
 	struct base_info bi;
 	struct base_stats bs;
 	if (x->c->argc != 3)
 		return -EINVAL;
-	const char *pgdata = x->c->argv[2];
-	int rc = base_inspect(pgdata, &bi, x->err);
-	if (rc == 0)
-		rc = ctx_open(x, true, false);
+	int rc = ctx_open(x, true, false);
 	if (rc == 0 && x->tl) {
 		snprintf(x->err, sizeof(x->err), "the timeline exists already");
 		rc = -EEXIST;
 	}
 	if (rc == 0)
-		rc = tenant_timeline_create(x->s->tenant, &x->c->timeline, bi.start_lsn, &x->tl);
-	if (rc < 0 && !x->err[0])
-		snprintf(x->err, sizeof(x->err), "creating the timeline: %s", strerror(-rc));
-	if (rc == 0)
-		rc = ctx_ingest(x);
-	if (rc == 0)
-		rc = base_import(x->wi, pgdata, &bi, &bs, x->err);
+		rc = import_base_from(x, x->c->argv[2], &bi, &bs);
 	if (rc == 0)
 		rc = store_checkpoint(x->s, x->tl, x->err);
 	x->st = (struct ingest_state){ .system_id = bi.system_id,
