@@ -93,12 +93,11 @@ def test_unclean_data_directory_is_refused(tmp_dir):
 
 
 @pytest.fixture(scope="module")
-def default_cluster(tmp_root):
+def default_cluster():
     """A primary at default settings: a base backup, then writes and commits
     whose records touch pages without full-page images."""
     pg = PgCluster("edge-default", settings=SETTINGS)
-    work = os.path.join(tmp_root, "edge-default")
-    os.makedirs(work)
+    work = procs.make_temp_dir("edge-default")
     pg.sql("create table t (a int, b text)")
     pg.sql("insert into t select g, 'row ' || g from generate_series(1, 100) g")
     backup = os.path.join(work, "backup")
@@ -116,6 +115,7 @@ def default_cluster(tmp_root):
                              os.path.join(pg.data_dir, "pg_wal")))
     yield {"pg": pg, "work": work, "datadir": datadir, "start": start, "end": end, "wal": wal}
     pg.stop()
+    procs.remove_temp_dir(work)
 
 
 def test_records_needing_redo_fail_clearly(default_cluster):
