@@ -101,7 +101,7 @@ static int decode_image_header(struct take *t, struct wal_block *b, char err[160
 }
 
 static int decode_block_header(struct take *t, struct wal_record *r, uint8_t id,
-			       const struct ar_rel **last_rel, uint32_t *datatotal, char err[160])
+			       const struct ar_rel **last_rel, uint64_t *datatotal, char err[160])
 {
 	uint8_t h[3];
 	struct wal_block *b = &r->blocks[id];
@@ -198,7 +198,7 @@ int wal_record_decode(const uint8_t *rec, size_t len, struct wal_record *out, ch
 
 	struct take t = { rec + WAL_RECORD_HEADER_BYTES, len - WAL_RECORD_HEADER_BYTES };
 	const struct ar_rel *last_rel = NULL;
-	uint32_t datatotal = 0;
+	uint64_t datatotal = 0; /* 64 bits: a main data length near 4 GiB must not wrap */
 	/* Bounded: each pass consumes at least one byte of the header area. */
 	while (t.left > datatotal) {
 		uint8_t id, b[4];
@@ -232,8 +232,8 @@ int wal_record_decode(const uint8_t *rec, size_t len, struct wal_record *out, ch
 	}
 	if (t.left != datatotal)
 		return fail(err,
-			    "record length %u does not match its headers (%zu left, %u expected)",
-			    tot_len, t.left, datatotal);
+			    "record length %u does not match its headers (%zu left, %llu expected)",
+			    tot_len, t.left, (unsigned long long)datatotal);
 	assign_payload(out, t.p);
 	return 0;
 }

@@ -8,5 +8,7 @@ exe=$(readlink -f "$1") seconds=$2 seeds=$(readlink -f "$3")
 work="$(dirname "$exe")/$(basename "$exe")-corpus"
 mkdir -p "$work"
 cd "$work"
+# libFuzzer exits 77 on a crash by default, which meson reads as a skip: make it 1.
 exec "$exe" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	-error_exitcode=1 -timeout_exitcode=1 \
 	"$work" "$seeds"
