@@ -593,9 +593,15 @@ def test_bad_wal_stops_cleanly_then_resumes(under_load, workload):
         assert expect in proc.stderr, (what, proc.stderr)
         print("%s: %s" % (what, proc.stderr.strip()))
 
-    # The good WAL: the import resumes and the result equals the standby.
-    wal = last_json(argonctl(datadir, "import", "wal", "--no-progress", r.wal_dir))
+    # The good WAL: the import resumes and the result equals the standby, also
+    # after GC up to the end has removed the history below it.
+    wal = last_json(argonctl(datadir, *STORE_OPTIONS, "import", "wal", "--no-progress",
+                             r.wal_dir))
     assert wal["last_lsn"] == r.end_lsn and wal["consistent_lsn"] == r.base_end_lsn
+    assert wal["image_layers_written"] >= 1, wal
+    gc = last_json(argonctl(datadir, "gc", "--lsn", r.end_lsn))
+    assert gc["layers_removed"] >= 1, gc
+    print("GC at the end removed %d layers" % gc["layers_removed"])
     need_oracle()
     out = os.path.join(r.work_dir, "export-under-load")
     argonctl(datadir, "export", "--lsn", r.end_lsn, out)
