@@ -138,16 +138,16 @@ static int tl_fail(char err[STORE_ERROR_BYTES], int rc, const char *what, struct
 static int store_work(struct ar_store *s, struct ar_timeline *tl, bool *did_work,
 		      char err[STORE_ERROR_BYTES])
 {
-	(void)s;
 	int rc = tl_compact(tl, did_work);
 	if (rc < 0)
 		return tl_fail(err, rc, "compaction", tl);
-	if (*did_work)
+	if (*did_work || s->images_postponed)
 		return 0;
 	rc = tl_create_images(tl, did_work);
 	if (rc == -ENOTSUP) {
 		/* Pages that need PostgreSQL's redo: image layers wait for it. */
 		AR_LOG(WARNING, "store", "image layers postponed: %s", tl_error(tl));
+		s->images_postponed = true;
 		*did_work = false;
 		return 0;
 	}

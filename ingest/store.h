@@ -38,6 +38,9 @@ struct ar_store {
 	struct tl_env env;
 	struct ar_tenant *tenant;
 	struct tl_id tenant_id;
+	/* Image creation met a page that needs PostgreSQL's redo: it is not tried
+	 * again by this process (each attempt would redo the same work for nothing). */
+	bool images_postponed;
 };
 
 /* Open (create: make the tenant if missing) the tenant of a data directory. */
