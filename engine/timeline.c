@@ -501,7 +501,8 @@ static int chain_take(void *ctx, const struct ar_key *key, ar_lsn lsn, const str
 	int rc = chain_reserve(c, 1, v->len);
 	if (rc < 0)
 		return rc;
-	memcpy(c->bytes + c->used, v->data, v->len);
+	if (v->len > 0) /* an empty value (a tombstone) may come with no buffer at all */
+		memcpy(c->bytes + c->used, v->data, v->len);
 	c->data_off[c->count] = c->used;
 	c->recs[c->count] = (struct ar_redo_record){ .lsn = lsn, .value = *v };
 	c->used += v->len;
@@ -650,12 +651,13 @@ static int tl_reconstruct(struct ar_timeline *tl, const struct ar_key *key, stru
 			  uint8_t out[AR_PAGE_BYTES], uint32_t *len_out)
 {
 	for (size_t i = 0; i < c->count; i++)
-		c->recs[i].value.data = c->bytes + c->data_off[i];
+		c->recs[i].value.data = c->bytes ? c->bytes + c->data_off[i] : NULL;
 	struct ar_redo_record *base = &c->recs[c->count - 1];
 	if (base->value.kind == AR_VALUE_IMAGE && c->count == 1) {
 		if (base->value.len > AR_PAGE_BYTES)
 			return -E2BIG;
-		memcpy(out, base->value.data, base->value.len);
+		if (base->value.len > 0)
+			memcpy(out, base->value.data, base->value.len);
 		*len_out = base->value.len;
 		tl->stats.images_returned++;
 		return 0;

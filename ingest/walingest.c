@@ -158,19 +158,20 @@ static struct keymap_entry *size_entry(struct walingest *wi, const struct ar_key
 		*rc = -ENOMEM;
 		return NULL;
 	}
-	if (!added)
+	if (!added && !(e->value & WI_SIZE_UNREAD))
 		return e;
 	uint8_t v[AR_PAGE_BYTES];
 	uint32_t len = 0;
 	struct ar_timeline *tl = size_key->f1 == 0 ? wi->any : wi->meta;
 	int r = tl ? wi_read(wi, tl, size_key, v, &len) : -AR_ENOKEY;
+	e->value = 0; /* missing, or a tombstone */
 	if (r == 0 && len == 4)
 		e->value = WI_SIZE_EXISTS | ar_get_le32(v);
 	else if (r == 0 && len != 0)
 		r = wi_fail(wi, -AR_ECORRUPT, "size value of %u bytes", len);
 	if (r < 0 && r != -AR_ENOKEY) {
 		*rc = r;
-		e->value = 0;
+		e->value = WI_SIZE_UNREAD; /* read again next time, never taken as "missing" */
 		return NULL;
 	}
 	return e;
@@ -247,7 +248,8 @@ int wi_set_load(struct walingest *wi, struct wi_set *s)
 		return wi_fail(wi, -AR_ECORRUPT, "directory value of %u bytes", len);
 	if (wi_set_reserve(s, len) < 0)
 		return -ENOMEM;
-	memcpy(s->data, v, len);
+	if (len > 0) /* an empty set may have no buffer yet */
+		memcpy(s->data, v, len);
 	s->len = len;
 	s->loaded = true;
 	return 0;
@@ -416,8 +418,16 @@ static int flush_size(struct walingest *wi, const struct ar_key *key)
 int wi_flush(struct walingest *wi)
 {
 	int rc = 0;
-	for (uint32_t i = 0; i < wi->ndirty && rc == 0; i++)
-		rc = flush_size(wi, &wi->dirty[i]);
+	for (uint32_t i = 0; i < wi->ndirty; i++) {
+		if (rc == 0) {
+			rc = flush_size(wi, &wi->dirty[i]);
+			continue;
+		}
+		/* After a failed put the ingest stops; no entry may stay marked dirty. */
+		struct keymap_entry *e = keymap_find(&wi->sizes, &wi->dirty[i]);
+		if (e)
+			e->value &= ~WI_SIZE_DIRTY;
+	}
 	wi->ndirty = 0;
 	for (uint32_t i = 0; i < wi->ndirty_sets; i++) {
 		struct wi_set *s = wi->dirty_sets[i];
@@ -518,6 +528,18 @@ static int ingest_rmgr(struct walingest *wi, const struct wal_record *rec)
 	}
 }
 
+/* A block reference names a relation block: relation number 0 and block
+ * 0xFFFFFFFF (InvalidBlockNumber) are the keys of a database's relation map and
+ * directory, and of the relation's size, which the block's value would replace. */
+static int check_block(struct walingest *wi, const struct wal_block *b)
+{
+	int rc = wi_rel_check_spc(wi, b->rel.spc_oid);
+	if (rc == 0 && (b->rel.rel_number == 0 || b->blkno == AR_KEY_BLOCK_SIZE_MARKER))
+		rc = wi_fail(wi, -AR_ECORRUPT, "block %u of %u/%u/%u is not a relation block",
+			     b->blkno, b->rel.spc_oid, b->rel.db_oid, b->rel.rel_number);
+	return rc;
+}
+
 static ar_lsn stored_lsn(const struct walingest *wi)
 {
 	ar_lsn last = 0;
@@ -540,7 +562,7 @@ int wi_record(struct walingest *wi, const struct wal_record *rec)
 	/* Refuse before storing anything, so a refused record leaves nothing behind. */
 	for (int i = 0; i <= rec->max_block_id && rc == 0; i++)
 		if (rec->blocks[i].in_use)
-			rc = wi_rel_check_spc(wi, rec->blocks[i].rel.spc_oid);
+			rc = check_block(wi, &rec->blocks[i]);
 	for (int i = 0; i <= rec->max_block_id && rc == 0; i++)
 		if (rec->blocks[i].in_use)
 			rc = ingest_block(wi, rec, &rec->blocks[i]);

@@ -67,9 +67,11 @@ struct walingest {
 	struct wi_stats stats;
 };
 
-/* Sizes are packed: bits 0-31 the size, 32 exists, 33 dirty. */
+/* Sizes are packed: bits 0-31 the size, 32 exists, 33 dirty, 34 not read (a read
+ * failed: read again). */
 #define WI_SIZE_EXISTS (1ull << 32)
 #define WI_SIZE_DIRTY (1ull << 33)
+#define WI_SIZE_UNREAD (1ull << 34)
 
 int wi_fail(struct walingest *wi, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

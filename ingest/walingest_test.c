@@ -3,7 +3,8 @@
  * simulated disk: routing to shards (blocks to their owner, sizes everywhere,
  * metadata to shard 0), clog bits of commits, aborts, subtransactions and
  * two-phase commits, multixact offsets (with the next one's) and members,
- * relations dropped by an abort, visibility-map bits cleared by heap records.
+ * relations dropped by an abort, visibility-map bits cleared by heap records,
+ * block references and checkpoints that would overwrite other keys refused.
  * Record layouts are PostgreSQL 15's; the whole-cluster comparison against a
  * real standby is tests/integration/010_wal_oracle.py.
  */
@@ -279,6 +280,33 @@ static void test_vm_clear(void **state)
 	assert_int_equal(out[24 + 2], 0xFF);
 }
 
+/* Found by walingest_fuzz: a block reference to block 0xFFFFFFFF put its page at the
+ * relation's size key (relation number 0: at the relation map or a directory), and a
+ * checkpoint record over 4 MiB aborted in the value encoder.  All refused now, with
+ * nothing stored. */
+static void test_refuses_non_relation_keys(void **state)
+{
+	(void)state;
+	static uint8_t page[AR_PAGE_BYTES], big[AR_PAGE_BYTES + 1];
+	struct ar_rel rel = { 1663, 5, 16700, AR_FORK_MAIN }, zero = { 1663, 5, 0, AR_FORK_MAIN };
+	struct wal_record ok = record(WAL_RM_HEAP, 0x00, 0, (const uint8_t *)"\x01\x00\x00", 3);
+	add_image(&ok, rel, 0, page);
+	ingest(&ok);
+	struct wal_record r = record(WAL_RM_XLOG, 0xB0, 0, NULL, 0); /* XLOG_FPI */
+	add_image(&r, rel, 0xFFFFFFFFu, page);
+	assert_int_equal(wi_record(F.wi, &r), -AR_ECORRUPT);
+	assert_non_null(strstr(wi_error(F.wi), "not a relation block"));
+	r = record(WAL_RM_XLOG, 0xB0, 0, NULL, 0);
+	add_image(&r, zero, 0, page);
+	assert_int_equal(wi_record(F.wi, &r), -AR_ECORRUPT);
+	r = record(WAL_RM_XLOG, 0x10, 0, big, sizeof(big)); /* CHECKPOINT_ONLINE */
+	assert_int_equal(wi_record(F.wi, &r), -AR_ECORRUPT);
+	uint32_t n;
+	assert_int_equal(tl_last_record_lsn(F.tl[0]), ok.end_lsn);
+	assert_int_equal(tl_rel_nblocks(F.tl[0], rel, ok.end_lsn, &n), 0);
+	assert_int_equal(n, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -287,6 +315,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_multixact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_drops_relation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vm_clear, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refuses_non_relation_keys, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

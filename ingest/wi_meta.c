@@ -418,6 +418,10 @@ int wi_xlog(struct walingest *wi, const struct wal_record *rec)
 {
 	uint8_t info = rec->info & 0xF0;
 	if (info == XLOG_CHECKPOINT_SHUTDOWN || info == XLOG_CHECKPOINT_ONLINE) {
+		/* PostgreSQL's CheckPoint is 88 bytes; a value is read back into a page. */
+		if (rec->main_data_len > AR_PAGE_BYTES)
+			return wi_fail(wi, -AR_ECORRUPT, "checkpoint record of %u bytes",
+				       rec->main_data_len);
 		wi->stats.checkpoints++;
 		wi->stats.last_checkpoint = wi->lsn;
 		if (!wi->meta)

@@ -324,10 +324,18 @@ static int mx_truncate(struct walingest *wi, const struct wal_record *rec)
 	int rc = slru_truncate_before(wi, AR_SLRU_MULTIXACT_OFFSETS, end_off / MX_OFFSETS_PER_PAGE);
 	uint32_t seg = start_memb / MX_MEMBERS_PER_PAGE / WI_SLRU_PAGES_PER_SEGMENT;
 	uint32_t end = end_memb / MX_MEMBERS_PER_PAGE / WI_SLRU_PAGES_PER_SEGMENT;
-	/* Bounded: at most every members segment once. */
-	for (uint32_t i = 0; rc == 0 && seg != end && i <= MX_MAX_MEMBER_SEGMENT; i++) {
-		rc = slru_drop_segment(wi, AR_SLRU_MULTIXACT_MEMBERS, seg);
-		seg = seg == MX_MAX_MEMBER_SEGMENT ? 0 : seg + 1;
+	/* The segments from seg up to end (wrapping after the last), as PostgreSQL's
+	 * PerformMembersTruncation, of those that exist: the directory lists them. */
+	uint32_t nseg = MX_MAX_MEMBER_SEGMENT + 1, span = (end + nseg - seg) % nseg;
+	struct wi_set *s = &wi->slrudir[AR_SLRU_MULTIXACT_MEMBERS];
+	if (rc == 0)
+		rc = wi_set_load(wi, s);
+	for (uint32_t off = 0; rc == 0 && off < s->len;) {
+		uint32_t segno = ar_get_be32(s->data + off), len = s->len;
+		if (segno < nseg && (segno + nseg - seg) % nseg < span)
+			rc = slru_drop_segment(wi, AR_SLRU_MULTIXACT_MEMBERS, segno);
+		if (s->len == len)
+			off += 4; /* kept: a dropped entry left the set */
 	}
 	return rc;
 }
