@@ -352,6 +352,8 @@ int export_datadir(struct ar_timeline *tl, ar_lsn lsn, const char *outdir,
 	int crc = rc == 0 ? get(x, &ck, &len) : 0;
 	if (rc == 0 && crc == 0)
 		rc = write_file(x, "global/pg_control", x->page, len);
+	else if (rc == 0 && crc != -AR_ENOKEY)
+		rc = exp_fail(x, crc, "pg_control");
 	if (rc == 0) {
 		int fd = open(outdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0 || syncfs(fd) < 0)

@@ -18,11 +18,12 @@ struct base_info {
 	uint64_t system_id;
 	uint32_t seg_bytes;
 	uint32_t pg_timeline;
-	ar_lsn start_lsn;      /* backup_label's START WAL LOCATION, or the checkpoint's redo */
-	ar_lsn end_lsn;        /* backup_manifest's End-LSN, = start for a stopped directory,
+	ar_lsn start_lsn;        /* backup_label's START WAL LOCATION, or the checkpoint's redo */
+	ar_lsn end_lsn;          /* backup_manifest's End-LSN, = start for a stopped directory,
 				  0 when only WAL's BACKUP_END record will tell */
-	ar_lsn checkpoint_lsn; /* where the checkpoint record starts */
-	bool from_backup;      /* backup_label present */
+	ar_lsn checkpoint_lsn;   /* where the checkpoint record starts */
+	ar_lsn min_recovery_lsn; /* pg_control's minRecoveryPoint (a stopped standby) */
+	bool from_backup;        /* backup_label present */
 };
 
 /* pg_basebackup's tar format: if src is an archive, or a directory holding
@@ -66,7 +67,9 @@ struct wal_import_result {
 	uint64_t bytes_read;
 	uint64_t segments;
 	double seconds;
-	bool clean_end; /* a recycled or missing segment, or stop_lsn reached */
+	bool clean_end;     /* a recycled or missing segment, or stop_lsn reached */
+	bool ingest_failed; /* a record was refused part-way: the open layer holds part
+			       of it and must not be kept */
 };
 
 /* Read segment files of dir from st->next_lsn through the decoder into wi,

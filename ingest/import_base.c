@@ -21,6 +21,7 @@
 /* pg_control (PostgreSQL 15, catalog/pg_control.h): offsets of what is read. */
 #define CTL_STATE 16
 #define CTL_CHECKPOINT 32
+#define CTL_MIN_RECOVERY 136
 #define CTL_REDO 40
 #define CTL_TLI 48
 #define CTL_BLCKSZ 216
@@ -89,6 +90,7 @@ static int inspect_control(const char *pgdata, struct base_info *out, uint32_t *
 	out->start_lsn = ar_get_le64(ctl + CTL_REDO);
 	out->pg_timeline = ar_get_le32(ctl + CTL_TLI);
 	out->seg_bytes = ar_get_le32(ctl + CTL_SEG_SIZE);
+	out->min_recovery_lsn = ar_get_le64(ctl + CTL_MIN_RECOVERY);
 	return 0;
 }
 
@@ -151,7 +153,10 @@ int base_inspect(const char *pgdata, struct base_info *out, char err[STORE_ERROR
 			    "%s was not shut down cleanly%s: stop it with pg_ctl stop, or import "
 			    "a pg_basebackup",
 			    pgdata, "");
+	/* A stopped standby's pages may be as new as its minimum recovery point. */
 	out->end_lsn = out->start_lsn;
+	if (state == CTL_SHUTDOWNED_IN_RECOVERY && out->min_recovery_lsn > out->end_lsn)
+		out->end_lsn = out->min_recovery_lsn;
 	return 0;
 }
 

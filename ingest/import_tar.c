@@ -11,6 +11,7 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,14 @@ static int unpack(const char *tar, const char *dest, char err[STORE_ERROR_BYTES]
 	return rc;
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
 static int copy_file(const char *from, const char *to)
 {
 	FILE *a = fopen(from, "rbe");
@@ -140,5 +149,7 @@ int base_unpack(const char *src, const char *scratch_parent, char *dir_out, size
 	snprintf(to, sizeof(to), "%s/backup_manifest", dir_out);
 	if (rc == 0 && slash && (rc = copy_file(from, to)) < 0)
 		snprintf(err, STORE_ERROR_BYTES, "%s: %s", from, strerror(-rc));
+	if (rc < 0)
+		nftw(dir_out, rm_entry, 16, FTW_DEPTH | FTW_PHYS); /* leave nothing behind */
 	return rc < 0 ? rc : 1;
 }

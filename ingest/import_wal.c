@@ -91,8 +91,11 @@ static int issue(struct wimp *w, uint32_t i)
 		return 0;
 	uint64_t segno = w->issue_lsn / w->st->seg_bytes;
 	if (w->fd < 0 || w->fd_segno != segno) {
-		if (w->fd >= 0)
-			close(w->fd); /* reads queued on it keep their own file reference */
+		if (w->fd >= 0) {
+			/* A queued read takes its file when submitted: submit before closing. */
+			io_uring_submit(&w->ring);
+			close(w->fd);
+		}
 		w->fd = open_segment(w, segno);
 		w->fd_segno = segno;
 		if (w->fd == -ENOENT) {
@@ -139,6 +142,7 @@ static int on_record(void *ctx, const struct wal_record *rec)
 	if (rc < 0) {
 		snprintf(w->err, STORE_ERROR_BYTES, "%s", wi_error(w->wi));
 		w->cb_rc = rc;
+		w->res->ingest_failed = true;
 		return rc;
 	}
 	w->res->last_end_lsn = rec->end_lsn;

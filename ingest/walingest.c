@@ -473,7 +473,8 @@ static int ingest_block(struct walingest *wi, const struct wal_record *rec,
 		if (wal_block_image(b, page, err) < 0)
 			return wi_fail(wi, -AR_ECORRUPT, "block %u of %u/%u/%u: %s", b->blkno,
 				       b->rel.spc_oid, b->rel.db_oid, b->rel.rel_number, err);
-		page_set_lsn(page, wi->lsn);
+		if (ar_get_le16(page + 14) != 0) /* as PostgreSQL: a new page keeps LSN 0 */
+			page_set_lsn(page, wi->lsn);
 		rc = wi_put_image(wi, &key, page, AR_PAGE_BYTES);
 		wi->stats.images++;
 	} else {
@@ -554,6 +555,12 @@ int wi_record(struct walingest *wi, const struct wal_record *rec)
 {
 	wi->err[0] = '\0';
 	if (rec->end_lsn <= stored_lsn(wi)) {
+		/* Stored before a restart: only what the import's state needs is noted. */
+		if (rec->rmid == WAL_RM_XLOG && (rec->info & 0xF0) == 0x50 &&
+		    rec->main_data_len >= 8) {
+			wi->stats.backup_end_start = ar_get_le64(rec->main_data);
+			wi->stats.backup_end_lsn = rec->end_lsn;
+		}
 		wi->stats.skipped++;
 		return 0;
 	}

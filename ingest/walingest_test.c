@@ -307,11 +307,42 @@ static void test_refuses_non_relation_keys(void **state)
 	assert_int_equal(n, 1);
 }
 
+/* A clog truncation after xid wraparound keeps the newest segments (low numbers)
+ * and drops those preceding the cutoff, in PostgreSQL's circular order. */
+static void test_clog_truncate_wraparound(void **state)
+{
+	(void)state;
+	uint32_t pages[] = { 4000 * 32, 4005 * 32, 0 };
+	uint8_t m[12];
+	for (int i = 0; i < 3; i++) {
+		ar_put_le32(m, pages[i]);
+		struct wal_record z = record(WAL_RM_CLOG, 0x00, 0, m, 4);
+		ingest(&z);
+	}
+	ar_put_le32(m, 4005 * 32); /* the cutoff page */
+	ar_put_le32(m + 4, 4005u * 32 * 32768);
+	ar_put_le32(m + 8, 5);
+	struct wal_record t = record(WAL_RM_CLOG, 0x10, 0, m, 12);
+	ingest(&t);
+	uint8_t out[AR_PAGE_BYTES];
+	uint32_t len = 0;
+	struct ar_key k = ar_key_slru_seg_size(AR_SLRU_CLOG, 4000);
+	assert_int_equal(tl_get(F.tl[0], &k, t.end_lsn, out, &len), 0);
+	assert_int_equal(len, 0); /* dropped */
+	k = ar_key_slru_seg_size(AR_SLRU_CLOG, 4005);
+	assert_int_equal(tl_get(F.tl[0], &k, t.end_lsn, out, &len), 0);
+	assert_int_equal(len, 4);
+	k = ar_key_slru_seg_size(AR_SLRU_CLOG, 0);
+	assert_int_equal(tl_get(F.tl[0], &k, t.end_lsn, out, &len), 0);
+	assert_int_equal(len, 4); /* newer than the cutoff, after wraparound */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_routing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clog, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_clog_truncate_wraparound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_multixact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_drops_relation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vm_clear, setup, teardown),

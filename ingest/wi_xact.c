@@ -99,19 +99,32 @@ static int slru_drop_segment(struct walingest *wi, enum ar_slru kind, uint32_t s
 	return rc < 0 ? rc : wi_size_set(wi, &sk, false, 0);
 }
 
-/* Remove every segment whose last page lies before cutoff_page (no wraparound:
- * Argon's timelines are far from 2^31 transactions). */
+/* PostgreSQL's PagePrecedes for clog and multixact offsets: page a's first id
+ * precedes both page b's first and last ids, in circular (mod 2^32) order. */
+static bool page_precedes(enum ar_slru kind, uint32_t a, uint32_t b)
+{
+	uint32_t per = kind == AR_SLRU_CLOG ? CLOG_XACTS_PER_PAGE : MX_OFFSETS_PER_PAGE;
+	/* FirstNormalTransactionId + 1, FirstMultiXactId + 1: as PostgreSQL computes */
+	uint32_t first = kind == AR_SLRU_CLOG ? 4 : 2;
+	uint32_t ida = a * per + first, idb = b * per + first;
+	return (int32_t)(ida - idb) < 0 && (int32_t)(ida - (idb + per - 1)) < 0;
+}
+
+/* Remove every segment whose pages all precede cutoff_page (rounded down to its
+ * segment, as SimpleLruTruncate), in PostgreSQL's circular order. */
 static int slru_truncate_before(struct walingest *wi, enum ar_slru kind, uint32_t cutoff_page)
 {
 	struct wi_set *s = &wi->slrudir[kind];
 	int rc = wi_set_load(wi, s);
 	uint32_t cutoff = cutoff_page - cutoff_page % WI_SLRU_PAGES_PER_SEGMENT;
-	while (rc == 0 && s->len > 0) {
-		uint32_t segno = ar_get_be32(s->data); /* the oldest first: the set is sorted */
-		if ((uint64_t)segno * WI_SLRU_PAGES_PER_SEGMENT + WI_SLRU_PAGES_PER_SEGMENT - 1 >=
-		    cutoff)
-			break;
-		rc = slru_drop_segment(wi, kind, segno);
+	for (uint32_t off = 0; rc == 0 && off < s->len;) {
+		uint32_t segno = ar_get_be32(s->data + off), len = s->len;
+		uint32_t first = segno * WI_SLRU_PAGES_PER_SEGMENT;
+		if (page_precedes(kind, first, cutoff) &&
+		    page_precedes(kind, first + WI_SLRU_PAGES_PER_SEGMENT - 1, cutoff))
+			rc = slru_drop_segment(wi, kind, segno);
+		if (s->len == len)
+			off += 4; /* kept: a dropped entry left the set */
 	}
 	return rc;
 }
@@ -321,7 +334,10 @@ static int mx_truncate(struct walingest *wi, const struct wal_record *rec)
 		return wi_fail(wi, -AR_ECORRUPT, "short multixact truncate record");
 	uint32_t end_off = ar_get_le32(d + 8);
 	uint32_t start_memb = ar_get_le32(d + 12), end_memb = ar_get_le32(d + 16);
-	int rc = slru_truncate_before(wi, AR_SLRU_MULTIXACT_OFFSETS, end_off / MX_OFFSETS_PER_PAGE);
+	/* PostgreSQL truncates offsets at the page of the multixact before the new oldest. */
+	uint32_t last_gone = end_off == 1 ? 0xFFFFFFFFu : end_off - 1;
+	int rc =
+	    slru_truncate_before(wi, AR_SLRU_MULTIXACT_OFFSETS, last_gone / MX_OFFSETS_PER_PAGE);
 	uint32_t seg = start_memb / MX_MEMBERS_PER_PAGE / WI_SLRU_PAGES_PER_SEGMENT;
 	uint32_t end = end_memb / MX_MEMBERS_PER_PAGE / WI_SLRU_PAGES_PER_SEGMENT;
 	/* The segments from seg up to end (wrapping after the last), as PostgreSQL's

@@ -395,8 +395,12 @@ static int cmd_import_wal(struct ctx *x)
 	struct wal_import_result r;
 	char cerr[STORE_ERROR_BYTES];
 	rc = wal_import(x->s, x->tl, x->wi, x->c->argv[2], &x->st, &o, &r, x->err);
-	/* Keep everything ingested before an error: the next import resumes from the
-	 * old position and skips what is stored. */
+	/* A record refused part-way left part of itself in the open layer: keep only
+	 * what earlier flushes made durable.  After bad WAL, keep every good record.
+	 * Either way the next import resumes from the old position and skips what is
+	 * stored. */
+	if (rc < 0 && r.ingest_failed)
+		return rc;
 	int crc = store_checkpoint(x->s, x->tl, cerr);
 	if (crc < 0) {
 		snprintf(x->err, sizeof(x->err), "%s", cerr);
