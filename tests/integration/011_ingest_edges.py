@@ -201,6 +201,7 @@ def test_tar_format_backup(tmp_dir):
         base_backup(pg, backup, "-Ft", "-z")
         assert os.path.exists(os.path.join(backup, "base.tar.gz"))
         pg.sql("update t set b = 'changed' where a % 7 = 0")
+        pg.sql("update t set b = b || '!'")  # every page again: WAL past a segment
         pg.sql("delete from t where a > 4000")
         pg.sql("vacuum t")
         pg.stop(keep_dir=True)
@@ -208,9 +209,24 @@ def test_tar_format_backup(tmp_dir):
         base = last_json(argonctl(datadir, "import", "base", backup))
         assert base["blocks"] > 50 and base["end_lsn"] != "0/0"
         assert not [n for n in os.listdir(datadir) if n.startswith("unpack-")]
-        wal = last_json(argonctl(datadir, "import", "wal", "--no-progress",
-                                 os.path.join(pg.data_dir, "pg_wal")))
-        assert wal["records"] > 1000
+        # Stop half-way into the next segment, then resume from there: the
+        # resumed import reads from 8 MiB into a segment file.
+        seg = 16 << 20
+        start = int(base["start_lsn"].split("/")[0], 16) << 32 | \
+            int(base["start_lsn"].split("/")[1], 16)
+        stop = (start // seg + 1) * seg + (8 << 20)
+        stop_text = "%X/%X" % (stop >> 32, stop & 0xFFFFFFFF)
+        pg_wal = os.path.join(pg.data_dir, "pg_wal")
+        first = last_json(argonctl(datadir, "import", "wal", "--no-progress", "--stop-lsn",
+                                   stop_text, pg_wal))
+        assert first["records"] > 100
+        nxt = int(first["next_lsn"].split("/")[0], 16) << 32 | \
+            int(first["next_lsn"].split("/")[1], 16)
+        assert stop <= nxt < stop + (1 << 20) and nxt % seg > (1 << 20), first
+        wal = last_json(argonctl(datadir, "import", "wal", "--no-progress", pg_wal))
+        assert wal["records"] > 1000 and wal["skipped"] == 0, wal
+        print("tar backup: import stopped at %s, resumed to %s" % (first["next_lsn"],
+                                                                    wal["last_lsn"]))
         out = os.path.join(tmp_dir, "export")
         argonctl(datadir, "export", "--lsn", "latest", out)
         if oracle.oracle_binary() is None:
