@@ -34,6 +34,9 @@ __attribute__((warn_unused_result)) int base_unpack(const char *src, const char 
 						    char *dir_out, size_t n,
 						    char err[STORE_ERROR_BYTES]);
 
+/* Remove a directory base_unpack made, and everything in it. */
+void base_unpack_remove(const char *dir);
+
 /* Read pg_control (its CRC checked), PG_VERSION, backup_label, backup_manifest. */
 __attribute__((warn_unused_result)) int base_inspect(const char *pgdata, struct base_info *out,
 						     char err[STORE_ERROR_BYTES]);

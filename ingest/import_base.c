@@ -264,8 +264,11 @@ static bool has_init_fork(char **names, size_t n, uint32_t rel_number)
 	return false;
 }
 
-static int list_dir(const char *path, char ***names_out, size_t *n_out)
+/* The entries of pgdata/rel_path (without dot files). */
+static int list_dir(const char *pgdata, const char *rel_path, char ***names_out, size_t *n_out)
 {
+	char path[700];
+	snprintf(path, sizeof(path), "%s/%s", pgdata, rel_path);
 	DIR *d = opendir(path);
 	if (!d)
 		return -errno;
@@ -305,6 +308,16 @@ static void free_names(char **names, size_t n)
 	free(names);
 }
 
+/* list_dir of a directory the import cannot do without: err says which. */
+static int list_needed(const char *pgdata, const char *rel_path, char ***names_out, size_t *n_out,
+		       char err[STORE_ERROR_BYTES])
+{
+	int rc = list_dir(pgdata, rel_path, names_out, n_out);
+	if (rc < 0)
+		snprintf(err, STORE_ERROR_BYTES, "%s/%s: %s", pgdata, rel_path, strerror(-rc));
+	return rc;
+}
+
 /* A file of a database directory that is not a relation. */
 static int import_db_file(struct walingest *wi, const char *pgdata, const char *rel_path,
 			  const char *name, uint32_t spc, uint32_t db, struct base_stats *st,
@@ -340,10 +353,9 @@ static int import_db_dir(struct walingest *wi, const char *pgdata, const char *r
 {
 	char path[700], **names;
 	size_t n;
-	snprintf(path, sizeof(path), "%s/%s", pgdata, rel_path);
-	int rc = list_dir(path, &names, &n);
+	int rc = list_needed(pgdata, rel_path, &names, &n, err);
 	if (rc < 0)
-		return fail(err, rc, "%s: %s", path, strerror(-rc));
+		return rc;
 	uint8_t *buf = malloc(READ_CHUNK);
 	if (!buf)
 		rc = -ENOMEM;
@@ -389,10 +401,9 @@ static int import_slru_dir(struct walingest *wi, const char *pgdata, const char 
 {
 	char path[700], **names;
 	size_t n;
-	snprintf(path, sizeof(path), "%s/%s", pgdata, rel_path);
-	int rc = list_dir(path, &names, &n);
+	int rc = list_needed(pgdata, rel_path, &names, &n, err);
 	if (rc < 0)
-		return fail(err, rc, "%s: %s", path, strerror(-rc));
+		return rc;
 	static uint8_t seg[32 * AR_PAGE_BYTES];
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		uint32_t segno;
@@ -445,8 +456,7 @@ static int import_top_files(struct walingest *wi, const char *pgdata, struct bas
 	}
 	char **tw;
 	size_t n;
-	snprintf(path, sizeof(path), "%s/pg_twophase", pgdata);
-	if (list_dir(path, &tw, &n) < 0)
+	if (list_dir(pgdata, "pg_twophase", &tw, &n) < 0)
 		return 0;
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -466,10 +476,9 @@ static int import_top_files(struct walingest *wi, const char *pgdata, struct bas
 
 static int refuse_tablespaces(const char *pgdata, char err[STORE_ERROR_BYTES])
 {
-	char path[700], **names;
+	char **names;
 	size_t n;
-	snprintf(path, sizeof(path), "%s/pg_tblspc", pgdata);
-	if (list_dir(path, &names, &n) < 0)
+	if (list_dir(pgdata, "pg_tblspc", &names, &n) < 0)
 		return 0;
 	int rc = 0;
 	if (n > 0)
@@ -483,12 +492,11 @@ static int refuse_tablespaces(const char *pgdata, char err[STORE_ERROR_BYTES])
 static int import_databases(struct walingest *wi, const char *pgdata, struct base_stats *st,
 			    char err[STORE_ERROR_BYTES])
 {
-	char path[700], **names;
+	char **names;
 	size_t n;
-	snprintf(path, sizeof(path), "%s/base", pgdata);
-	int rc = list_dir(path, &names, &n);
+	int rc = list_needed(pgdata, "base", &names, &n, err);
 	if (rc < 0)
-		return fail(err, rc, "%s: %s", path, strerror(-rc));
+		return rc;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		const char *p = names[i];
 		uint32_t db;

@@ -106,6 +106,11 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 	return remove(path);
 }
 
+void base_unpack_remove(const char *dir)
+{
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static int copy_file(const char *from, const char *to)
 {
 	FILE *a = fopen(from, "rbe");
@@ -150,6 +155,6 @@ int base_unpack(const char *src, const char *scratch_parent, char *dir_out, size
 	if (rc == 0 && slash && (rc = copy_file(from, to)) < 0)
 		snprintf(err, STORE_ERROR_BYTES, "%s: %s", from, strerror(-rc));
 	if (rc < 0)
-		nftw(dir_out, rm_entry, 16, FTW_DEPTH | FTW_PHYS); /* leave nothing behind */
+		base_unpack_remove(dir_out); /* leave nothing behind */
 	return rc < 0 ? rc : 1;
 }

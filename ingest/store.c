@@ -205,24 +205,25 @@ bool store_parse_lsn(const char *text, ar_lsn *out)
 	return true;
 }
 
-static void lsn_text(ar_lsn lsn, char out[24])
+void store_lsn_text(ar_lsn lsn, char out[STORE_LSN_TEXT_BYTES])
 {
-	snprintf(out, 24, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
+	snprintf(out, STORE_LSN_TEXT_BYTES, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
 }
 
 int store_state_write(struct ar_store *s, const struct tl_id *tl, const struct ingest_state *st,
 		      char err[STORE_ERROR_BYTES])
 {
-	char path[700], tmp[720], a[24], b[24], c[24], sys[24];
+	char path[700], tmp[720], sys[24];
+	char a[STORE_LSN_TEXT_BYTES], b[STORE_LSN_TEXT_BYTES], c[STORE_LSN_TEXT_BYTES];
 	state_path(s, tl, path, sizeof(path), true);
 	int rc = mkdir_p(path);
 	if (rc < 0)
 		return store_fail(err, rc, path, strerror(-rc));
 	state_path(s, tl, path, sizeof(path), false);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	lsn_text(st->base_start_lsn, a);
-	lsn_text(st->consistent_lsn, b);
-	lsn_text(st->next_lsn, c);
+	store_lsn_text(st->base_start_lsn, a);
+	store_lsn_text(st->consistent_lsn, b);
+	store_lsn_text(st->next_lsn, c);
 	snprintf(sys, sizeof(sys), "%" PRIu64, st->system_id);
 	json_t *j = json_pack("{s:s, s:i, s:i, s:s, s:s, s:s}", "system_id", sys, "seg_bytes",
 			      (json_int_t)st->seg_bytes, "pg_timeline", (json_int_t)st->pg_timeline,

@@ -80,7 +80,9 @@ __attribute__((warn_unused_result)) int store_state_write(struct ar_store *s,
 							  const struct ingest_state *st,
 							  char err[STORE_ERROR_BYTES]);
 
-/* "X/Y" LSN text. */
+/* "X/Y" LSN text, and back. */
 bool store_parse_lsn(const char *text, ar_lsn *out);
+#define STORE_LSN_TEXT_BYTES 24
+void store_lsn_text(ar_lsn lsn, char out[STORE_LSN_TEXT_BYTES]);
 
 #endif

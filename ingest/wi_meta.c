@@ -43,9 +43,19 @@ static void rel_entry(struct ar_rel rel, uint8_t e[AR_REL_DIR_ENTRY_BYTES])
 	e[4] = rel.fork;
 }
 
-static struct wi_set *rel_set(struct walingest *wi, struct ar_rel rel)
+/* List (present) or unlist the relation fork in its relation directory part
+ * (shard 0's; nothing to do on the other shards). */
+static int reldir_update(struct walingest *wi, struct ar_rel rel, bool present)
 {
-	return wi_reldir(wi, rel.spc_oid, rel.db_oid, ar_rel_dir_part_of(rel.rel_number));
+	if (!wi->meta)
+		return 0;
+	struct wi_set *s =
+	    wi_reldir(wi, rel.spc_oid, rel.db_oid, ar_rel_dir_part_of(rel.rel_number));
+	if (!s)
+		return -ENOMEM;
+	uint8_t e[AR_REL_DIR_ENTRY_BYTES];
+	rel_entry(rel, e);
+	return present ? wi_set_add(wi, s, e) : wi_set_remove(wi, s, e);
 }
 
 int wi_rel_create(struct walingest *wi, struct ar_rel rel)
@@ -60,14 +70,7 @@ int wi_rel_create(struct walingest *wi, struct ar_rel rel)
 	if (rc < 0)
 		return rc;
 	wi->stats.rels_created++;
-	if (!wi->meta)
-		return 0;
-	struct wi_set *s = rel_set(wi, rel);
-	if (!s)
-		return -ENOMEM;
-	uint8_t e[AR_REL_DIR_ENTRY_BYTES];
-	rel_entry(rel, e);
-	return wi_set_add(wi, s, e);
+	return reldir_update(wi, rel, true);
 }
 
 int wi_rel_extend(struct walingest *wi, struct ar_rel rel, uint32_t nblocks)
@@ -97,14 +100,7 @@ int wi_rel_drop(struct walingest *wi, struct ar_rel rel)
 	if (rc < 0)
 		return rc;
 	wi->stats.rels_dropped++;
-	if (!wi->meta)
-		return 0;
-	struct wi_set *s = rel_set(wi, rel);
-	if (!s)
-		return -ENOMEM;
-	uint8_t e[AR_REL_DIR_ENTRY_BYTES];
-	rel_entry(rel, e);
-	return wi_set_remove(wi, s, e);
+	return reldir_update(wi, rel, false);
 }
 
 int wi_rel_truncate(struct walingest *wi, struct ar_rel rel, uint32_t nblocks)

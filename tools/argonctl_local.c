@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -82,11 +81,6 @@ static bool parse_u64(const char *s, uint64_t *out)
 		return false;
 	*out = v;
 	return true;
-}
-
-static void lsn_str(ar_lsn lsn, char out[24])
-{
-	snprintf(out, 24, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
 }
 
 static int parse_id(const char *text, struct tl_id *out)
@@ -274,14 +268,6 @@ static void print_tl_stats(FILE *f, struct ar_timeline *tl)
 		ts->image_layers_written, ts->images_created, ts->gc_runs, ts->gc_layers_removed);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 /* Import from pgdata: a plain directory, or a tar-format backup unpacked first. */
 static int import_base_from(struct ctx *x, const char *src, struct base_info *bi,
 			    struct base_stats *bs)
@@ -302,7 +288,7 @@ static int import_base_from(struct ctx *x, const char *src, struct base_info *bi
 	if (rc == 0)
 		rc = base_import(x->wi, pgdata, bi, bs, x->err);
 	if (scratch)
-		nftw(unpacked, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		base_unpack_remove(unpacked);
 	return rc;
 }
 
@@ -331,9 +317,9 @@ static int cmd_import_base(struct ctx *x)
 		rc = store_state_write(x->s, &x->c->timeline, &x->st, x->err);
 	if (rc < 0)
 		return rc;
-	char a[24], b[24];
-	lsn_str(bi.start_lsn, a);
-	lsn_str(bi.end_lsn, b);
+	char a[STORE_LSN_TEXT_BYTES], b[STORE_LSN_TEXT_BYTES];
+	store_lsn_text(bi.start_lsn, a);
+	store_lsn_text(bi.end_lsn, b);
 	printf("{\"start_lsn\": \"%s\", \"end_lsn\": \"%s\", \"system_id\": \"%" PRIu64
 	       "\", \"relation_files\": %" PRIu64 ", \"blocks\": %" PRIu64
 	       ", \"zero_blocks\": %" PRIu64 ", \"slru_pages\": %" PRIu64 ", \"files\": %" PRIu64
@@ -356,10 +342,10 @@ static void note_consistency(struct ctx *x)
 static void print_import(struct ctx *x, const struct wal_import_result *r)
 {
 	const struct wi_stats *ws = wi_stats(x->wi);
-	char a[24], b[24], c[24];
-	lsn_str(r->last_end_lsn, a);
-	lsn_str(r->next_lsn, b);
-	lsn_str(x->st.consistent_lsn, c);
+	char a[STORE_LSN_TEXT_BYTES], b[STORE_LSN_TEXT_BYTES], c[STORE_LSN_TEXT_BYTES];
+	store_lsn_text(r->last_end_lsn, a);
+	store_lsn_text(r->next_lsn, b);
+	store_lsn_text(x->st.consistent_lsn, c);
 	double mib = (double)r->bytes_read / (1 << 20);
 	printf("{\"records\": %" PRIu64 ", \"skipped\": %" PRIu64 ", \"wal_bytes\": %" PRIu64
 	       ", \"bytes_read\": %" PRIu64 ", \"segments\": %" PRIu64
@@ -420,9 +406,9 @@ static int cmd_import_wal(struct ctx *x)
 static int read_lsn(struct ctx *x, ar_lsn *lsn)
 {
 	*lsn = x->c->latest ? tl_last_record_lsn(x->tl) : x->c->lsn;
-	char a[24], b[24];
-	lsn_str(*lsn, a);
-	lsn_str(x->st.consistent_lsn, b);
+	char a[STORE_LSN_TEXT_BYTES], b[STORE_LSN_TEXT_BYTES];
+	store_lsn_text(*lsn, a);
+	store_lsn_text(x->st.consistent_lsn, b);
 	if (!x->c->have_lsn) {
 		snprintf(x->err, sizeof(x->err), "--lsn is required");
 		return -EINVAL;
@@ -435,7 +421,7 @@ static int read_lsn(struct ctx *x, ar_lsn *lsn)
 		return -ERANGE;
 	}
 	if (*lsn > tl_last_record_lsn(x->tl)) {
-		lsn_str(tl_last_record_lsn(x->tl), b);
+		store_lsn_text(tl_last_record_lsn(x->tl), b);
 		snprintf(x->err, sizeof(x->err), "LSN %s is past the last one stored (%s)", a, b);
 		return -ERANGE;
 	}
@@ -455,8 +441,8 @@ static int cmd_export(struct ctx *x)
 		rc = export_datadir(x->tl, lsn, x->c->argv[1], &es, x->err);
 	if (rc < 0)
 		return rc;
-	char a[24];
-	lsn_str(lsn, a);
+	char a[STORE_LSN_TEXT_BYTES];
+	store_lsn_text(lsn, a);
 	printf("{\"lsn\": \"%s\", \"relation_forks\": %" PRIu64 ", \"blocks\": %" PRIu64
 	       ", \"slru_pages\": %" PRIu64 ", \"files\": %" PRIu64 ", ",
 	       a, es.relation_forks, es.blocks, es.slru_pages, es.files);
@@ -596,8 +582,8 @@ static int cmd_gc(struct ctx *x)
 			snprintf(x->err, sizeof(x->err), "gc: %s", strerror(-rc));
 		return rc;
 	}
-	char a[24];
-	lsn_str(tl_gc_cutoff(x->tl), a);
+	char a[STORE_LSN_TEXT_BYTES];
+	store_lsn_text(tl_gc_cutoff(x->tl), a);
 	printf("{\"gc_cutoff\": \"%s\", \"layers_removed\": %u}\n", a, removed);
 	return 0;
 }
@@ -608,10 +594,10 @@ static void show_timeline(struct ctx *x, struct ar_timeline *tl, bool last)
 	tl_id_hex(tl_id(tl), id);
 	if (tl_ancestor(tl))
 		tl_id_hex(tl_id(tl_ancestor(tl)), anc);
-	lsn_str(tl_start_lsn(tl), a);
-	lsn_str(tl_last_record_lsn(tl), b);
-	lsn_str(tl_disk_consistent_lsn(tl), c);
-	lsn_str(tl_gc_cutoff(tl), d);
+	store_lsn_text(tl_start_lsn(tl), a);
+	store_lsn_text(tl_last_record_lsn(tl), b);
+	store_lsn_text(tl_disk_consistent_lsn(tl), c);
+	store_lsn_text(tl_gc_cutoff(tl), d);
 	uint32_t l0 = 0, l1 = 0, images = 0;
 	for (uint32_t i = 0; i < tl_layer_count(tl); i++) {
 		const struct manifest_layer *ml = tl_layer(tl, i);
@@ -628,9 +614,9 @@ static void show_timeline(struct ctx *x, struct ar_timeline *tl, bool last)
 	       id, anc, a, b, c, d, l0, l1, images);
 	struct ingest_state st;
 	if (store_state_read(x->s, tl_id(tl), &st, x->err) == 0) {
-		lsn_str(st.consistent_lsn, a);
-		lsn_str(st.next_lsn, b);
-		lsn_str(st.base_start_lsn, c);
+		store_lsn_text(st.consistent_lsn, a);
+		store_lsn_text(st.next_lsn, b);
+		store_lsn_text(st.base_start_lsn, c);
 		printf(", \"system_id\": \"%" PRIu64 "\", \"base_start_lsn\": \"%s\", "
 		       "\"consistent_lsn\": \"%s\", \"next_lsn\": \"%s\"",
 		       st.system_id, c, a, b);
@@ -677,8 +663,8 @@ static int cmd_lsn_for_time(struct ctx *x)
 			 x->c->argv[1]);
 	if (rc < 0)
 		return rc;
-	char a[24];
-	lsn_str(lsn, a);
+	char a[STORE_LSN_TEXT_BYTES];
+	store_lsn_text(lsn, a);
 	printf("{\"lsn\": \"%s\"}\n", a);
 	return 0;
 }
