@@ -3,6 +3,7 @@
  */
 #include "engine/redo.h"
 
+#include "common/bytes.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 
@@ -16,28 +17,14 @@ static uint64_t splitmix64(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 void ar_test_page_make(uint64_t state, uint64_t count, uint8_t out[AR_PAGE_BYTES])
 {
 	uint64_t s = state;
 
-	put_le64(out, state);
-	put_le64(out + 8, count);
+	ar_put_le64(out, state);
+	ar_put_le64(out + 8, count);
 	for (size_t off = 16; off < AR_PAGE_BYTES; off += 8)
-		put_le64(out + off, splitmix64(&s));
+		ar_put_le64(out + off, splitmix64(&s));
 }
 
 uint64_t ar_test_redo_init_state(void)
@@ -64,8 +51,8 @@ static int test_redo_apply(struct ar_redo *redo, const struct ar_key *key, const
 	if (base) {
 		if (base_len != AR_PAGE_BYTES)
 			return -AR_ECORRUPT; /* not a page: the test redo only rebuilds pages */
-		state = get_le64(base);
-		n = get_le64(base + 8);
+		state = ar_get_le64(base);
+		n = ar_get_le64(base + 8);
 	} else {
 		if (count == 0 || !records[0].value.will_init)
 			return -AR_ECORRUPT;
