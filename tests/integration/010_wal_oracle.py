@@ -33,6 +33,7 @@ import pytest
 
 from harness import oracle
 from harness import workload as wl
+from harness.argonctl import argonctl, last_json
 from harness.pageserver import binary
 
 MIB = 1024 * 1024
@@ -338,19 +339,6 @@ def test_base_backup_under_load(under_load):
 # Small layers and low thresholds: every part of the engine runs on this WAL.
 STORE_OPTIONS = ["--checkpoint-distance", str(4 * MIB), "--compaction-threshold", "4",
                  "--image-threshold", "3"]
-
-
-def argonctl(datadir, *args, check=True, timeout=1200):
-    argv = [binary("tools/argonctl"), "-D", datadir] + [str(a) for a in args]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError("%s failed (%d): %s" % (" ".join(argv[1:]), proc.returncode,
-                                                    proc.stderr[-3000:]))
-    return proc
-
-
-def last_json(proc):
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def need_oracle():

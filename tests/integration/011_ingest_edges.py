@@ -12,7 +12,6 @@
   base backup, with the reason.
 """
 
-import json
 import os
 import re
 import shutil
@@ -21,23 +20,11 @@ import subprocess
 import pytest
 
 from harness import oracle, procs
-from harness.pageserver import binary
+from harness.argonctl import argonctl, last_json
 from harness.pg import PgCluster
+from harness.workload import lsn_int, lsn_text
 
 SETTINGS = {"wal_keep_size": "1GB", "max_wal_senders": "4", "wal_level": "replica"}
-
-
-def argonctl(datadir, *args, check=True):
-    argv = [binary("tools/argonctl"), "-D", datadir] + [str(a) for a in args]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError("%s failed (%d): %s" % (" ".join(argv[1:]), proc.returncode,
-                                                    proc.stderr[-3000:]))
-    return proc
-
-
-def last_json(proc):
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def base_backup(pg, dest, *extra):
@@ -141,15 +128,14 @@ def test_commit_time_index(default_cluster):
         if m:
             commits.append((m[2], m[1]))
     assert len(commits) >= 30
-    lsn = lambda t: int(t.split("/")[0], 16) << 32 | int(t.split("/")[1], 16)
     for when, start in (commits[3], commits[len(commits) // 2], commits[-1]):
         got = last_json(argonctl(c["datadir"], "lsn-for-time", when))["lsn"]
         # The end of this commit record, or of a later one with the same time:
         # past its start, before any commit later in time.
         later = [s for t, s in commits if t > when]
-        assert lsn(got) > lsn(start), (when, got, start)
+        assert lsn_int(got) > lsn_int(start), (when, got, start)
         if later:
-            assert lsn(got) < min(lsn(s) for s in later), (when, got)
+            assert lsn_int(got) < min(lsn_int(s) for s in later), (when, got)
     early = argonctl(c["datadir"], "lsn-for-time", "2001-01-01 00:00:00", check=False)
     assert early.returncode == 3 and "no commit" in early.stderr
 
@@ -212,16 +198,14 @@ def test_tar_format_backup(tmp_dir):
         # Stop half-way into the next segment, then resume from there: the
         # resumed import reads from 8 MiB into a segment file.
         seg = 16 << 20
-        start = int(base["start_lsn"].split("/")[0], 16) << 32 | \
-            int(base["start_lsn"].split("/")[1], 16)
+        start = lsn_int(base["start_lsn"])
         stop = (start // seg + 1) * seg + (8 << 20)
-        stop_text = "%X/%X" % (stop >> 32, stop & 0xFFFFFFFF)
+        stop_text = lsn_text(stop)
         pg_wal = os.path.join(pg.data_dir, "pg_wal")
         first = last_json(argonctl(datadir, "import", "wal", "--no-progress", "--stop-lsn",
                                    stop_text, pg_wal))
         assert first["records"] > 100
-        nxt = int(first["next_lsn"].split("/")[0], 16) << 32 | \
-            int(first["next_lsn"].split("/")[1], 16)
+        nxt = lsn_int(first["next_lsn"])
         assert stop <= nxt < stop + (1 << 20) and nxt % seg > (1 << 20), first
         wal = last_json(argonctl(datadir, "import", "wal", "--no-progress", pg_wal))
         assert wal["records"] > 1000 and wal["skipped"] == 0, wal
