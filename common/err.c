@@ -16,6 +16,7 @@ static const char *const ar_err_names[AR_EMAX - AR_EBASE] = {
 	[AR_ENOTIMELINE - AR_EBASE] = "unknown timeline",
 	[AR_EHASCHILDREN - AR_EBASE] = "timeline has child branches",
 	[AR_ENOKEY - AR_EBASE] = "key does not exist at this LSN",
+	[AR_EREDO - AR_EBASE] = "page redo failed",
 };
 
 const char *ar_strerror(int result)

@@ -20,6 +20,7 @@ enum ar_err {
 	AR_ENOTIMELINE, /* unknown timeline */
 	AR_EHASCHILDREN, /* the timeline has branches */
 	AR_ENOKEY,     /* the key does not exist at that LSN */
+	AR_EREDO,      /* PostgreSQL's redo failed on a page (argon-walredo) */
 	AR_EMAX,
 };
 

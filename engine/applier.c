@@ -62,8 +62,8 @@ static int apply_wal_run(struct ar_applier *a, const struct ar_key *key, uint8_t
 	if (!a->inner) {
 		a->wal_refused++;
 		snprintf(a->redo.err, sizeof(a->redo.err),
-			 "the record at %X/%08X (rmgr %d) needs PostgreSQL's redo, "
-			 "which this build does not have yet",
+			 "the record at %X/%08X (rmgr %d) needs PostgreSQL's redo, and no "
+			 "argon-walredo was found (set ARGON_WALREDO, or build with PostgreSQL)",
 			 (unsigned)(records[0].lsn >> 32), (unsigned)records[0].lsn,
 			 wal_rmid(&records[0].value));
 		return -ENOTSUP;

@@ -75,6 +75,26 @@ static int store_tenant(struct ar_store *s, bool create, char err[STORE_ERROR_BY
 	return rc < 0 ? store_fail(err, rc, "creating the tenant", strerror(-rc)) : 0;
 }
 
+/* PostgreSQL's redo: one argon-walredo slot (the store runs on one thread). */
+static int store_redo(struct ar_store *s, const struct store_options *o)
+{
+	char path[4096];
+	const char *helper = o->walredo_path ? o->walredo_path
+					     : ar_redopool_find_helper(path, sizeof(path));
+	struct ar_redo *inner = NULL;
+	if (helper) {
+		struct ar_redopool_config cfg = { .helper_path = helper,
+						  .slots = 1,
+						  .timeout_ms = o->redo_timeout_ms };
+		int rc = ar_redopool_create(&cfg, &s->redopool);
+		if (rc < 0)
+			return rc;
+		inner = ar_redopool_slot(s->redopool, 0);
+	}
+	ar_applier_init(&s->applier, inner);
+	return 0;
+}
+
 int store_open(const char *dir, const struct tl_id *tenant, bool create,
 	       const struct store_options *o, struct ar_store **out, char err[STORE_ERROR_BYTES])
 {
@@ -98,7 +118,11 @@ int store_open(const char *dir, const struct tl_id *tenant, bool create,
 		store_close(s);
 		return store_fail(err, rc, "starting the store", strerror(-rc));
 	}
-	ar_applier_init(&s->applier, NULL);
+	rc = store_redo(s, o);
+	if (rc < 0) {
+		store_close(s);
+		return store_fail(err, rc, "starting the redo pool", strerror(-rc));
+	}
 	s->env = (struct tl_env){ .vfs = s->vfs,
 				  .cache = s->cache,
 				  .redo = &s->applier.redo,
@@ -119,6 +143,7 @@ void store_close(struct ar_store *s)
 		return;
 	if (s->tenant)
 		tenant_close(s->tenant);
+	ar_redopool_destroy(s->redopool);
 	if (s->cache)
 		ar_blockcache_destroy(s->cache);
 	if (s->vfs)

@@ -14,6 +14,7 @@
 
 #include "common/datadir.h"
 #include "engine/applier.h"
+#include "engine/redopool.h"
 #include "engine/tenant.h"
 
 #include <stdbool.h>
@@ -22,6 +23,10 @@
 #define STORE_ERROR_BYTES 400
 
 struct store_options {
+	/* argon-walredo; NULL: ar_redopool_find_helper().  Without one, pages that
+	 * need PostgreSQL's redo fail with an error saying so. */
+	const char *walredo_path;
+	uint32_t redo_timeout_ms; /* 0: the pool's default */
 	uint64_t cache_bytes;
 	uint64_t checkpoint_distance_bytes;
 	struct tl_compact_params compact;
@@ -35,6 +40,7 @@ struct ar_store {
 	struct ar_vfs *vfs;
 	struct ar_blockcache *cache;
 	struct ar_applier applier;
+	struct ar_redopool *redopool; /* NULL: no argon-walredo was found */
 	struct tl_env env;
 	struct ar_tenant *tenant;
 	struct tl_id tenant_id;

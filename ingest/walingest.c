@@ -465,9 +465,10 @@ static int ingest_block(struct walingest *wi, const struct wal_record *rec,
 {
 	int rc;
 	struct ar_key key = ar_key_rel_block(b->rel, b->blkno);
-	if (b->has_image) {
-		/* A full-page image, or the post-image wal_consistency_checking adds to
-		 * every record: either is the page as of this record. */
+	if (b->has_image && b->apply_image) {
+		/* A full-page image: the page as of this record.  The post-images that
+		 * wal_consistency_checking adds (not marked for apply) are not stored:
+		 * the record is, so redo rebuilds the page as it does for the standby. */
 		uint8_t page[AR_PAGE_BYTES];
 		char err[160];
 		if (wal_block_image(b, page, err) < 0)

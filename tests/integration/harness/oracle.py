@@ -14,7 +14,7 @@ import subprocess
 
 import psycopg2
 
-from .pageserver import build_dir
+from .pageserver import pg_linked_binary, pg_linked_candidates
 
 # pg_am.amname -> the oracle's kind; an access method not listed (an extension's,
 # e.g. bloom) is assumed to WAL-log through generic WAL.
@@ -35,25 +35,15 @@ select pg_relation_filenode(c.oid), pg_relation_filepath(c.oid), c.relkind, a.am
 """
 
 
-def _candidates():
-    own = os.path.join(build_dir(), "tools", "argon-oracle")
-    sibling = os.path.join(os.path.dirname(os.path.abspath(build_dir())), "build", "tools",
-                           "argon-oracle")
-    return [own, sibling]
-
-
 def oracle_binary():
     """The argon-oracle of ARGON_BUILD_DIR, else of the sibling gcc build; None if neither."""
-    for path in _candidates():
-        if os.path.exists(path):
-            return path
-    return None
+    return pg_linked_binary("tools/argon-oracle")
 
 
 def why_missing():
     return ("argon-oracle was not built: no PostgreSQL build was found (scripts/pg-build.sh), "
             "or this is a clang/sanitizer build without a sibling gcc build; looked for "
-            + " and ".join(_candidates()))
+            + " and ".join(pg_linked_candidates("tools/argon-oracle")))
 
 
 def run_oracle(*args, timeout=300):

@@ -30,6 +30,22 @@ def binary(name):
     return path
 
 
+def pg_linked_candidates(name):
+    """Where a program linked from PostgreSQL (only gcc builds without sanitizers
+    have those) may be: ARGON_BUILD_DIR's own, then the sibling gcc build's."""
+    own = os.path.join(build_dir(), name)
+    sibling = os.path.join(os.path.dirname(os.path.abspath(build_dir())), "build", name)
+    return [own, sibling]
+
+
+def pg_linked_binary(name):
+    """The first of pg_linked_candidates(name) that exists, else None."""
+    for path in pg_linked_candidates(name):
+        if os.path.exists(path):
+            return path
+    return None
+
+
 READY = "page server is ready to accept connections"
 
 
