@@ -20,6 +20,9 @@
  *   H bytes             ping; reply: the payload bytes
  *   M rmid u8 blkno u32 page[8192]
  *                       reply: the page masked with that rmgr's rm_mask
+ *   S                   reply: u32 length, then one line per record type this
+ *                       process replayed, "Rmgr/TYPE count" (pg_waldump
+ *                       --stats=record's names: rm_name and rm_identify)
  *   Z                   (--test-commands only) make a system call outside the
  *                       sandbox's allow-list: the process must die with SIGSYS
  * Replies are written in order and flushed whenever the input runs dry, so
@@ -84,6 +87,7 @@
 #include "storage/sinvaladt.h"
 #include "storage/smgr.h"
 #include "utils/backend_status.h"
+#include "lib/stringinfo.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -120,6 +124,8 @@ static MemoryContext record_ctx;
 static XLogRecPtr current_end;
 static RmgrId current_rmid;
 static uint8 current_info;
+/* Records replayed, by rmgr and the info byte's high four bits. */
+static uint64 replayed[RM_MAX_BUILTIN_ID + 1][16];
 
 static void wr_die(const char *fmt,...) pg_attribute_printf(1, 2) pg_attribute_noreturn();
 
@@ -321,6 +327,7 @@ wr_apply(const char *payload, uint32 len)
 	error_context_stack = &callback;
 	GetRmgr(record->xl_rmid).rm_redo(reader);
 	error_context_stack = callback.previous;
+	replayed[record->xl_rmid][record->xl_info >> 4]++;
 
 	/* Keep the target's new state; make every other block a sentinel again. */
 	walredo_md_save_target();
@@ -356,6 +363,39 @@ wr_mask(const char *payload, uint32 len)
 	memcpy(page.data, payload + 5, BLCKSZ);
 	GetRmgr(rmid).rm_mask(page.data, wr_be32(payload + 1));
 	wr_reply(page.data, BLCKSZ);
+}
+
+static void
+wr_stats(void)
+{
+	StringInfoData text;
+	char		len[4];
+
+	initStringInfo(&text);
+	for (int rmid = 0; rmid <= RM_MAX_BUILTIN_ID; rmid++)
+		for (int hi = 0; hi < 16; hi++)
+		{
+			const char *id;
+			unsigned long long n = replayed[rmid][hi];
+
+			if (n == 0)
+				continue;
+			id = GetRmgr(rmid).rm_identify(hi << 4);
+			if (id)
+				appendStringInfo(&text, "%s/%s %llu\n", GetRmgr(rmid).rm_name, id, n);
+			else
+				appendStringInfo(&text, "%s/UNKNOWN (%x) %llu\n", GetRmgr(rmid).rm_name,
+								 hi << 4, n);
+		}
+	if (text.len > AR_WALREDO_STATS_MAX)
+		text.len = AR_WALREDO_STATS_MAX;
+	len[0] = (char) (text.len >> 24);
+	len[1] = (char) (text.len >> 16);
+	len[2] = (char) (text.len >> 8);
+	len[3] = (char) text.len;
+	wr_reply(len, 4);
+	wr_reply(text.data, text.len);
+	pfree(text.data);
 }
 
 /* ---- start-up ---- */
@@ -529,6 +569,9 @@ wr_serve(bool test_commands)
 				break;
 			case AR_WALREDO_MASK:
 				wr_mask(payload, len);
+				break;
+			case AR_WALREDO_STATS:
+				wr_stats();
 				break;
 			case AR_WALREDO_TEST_FORBIDDEN:
 				if (!test_commands)

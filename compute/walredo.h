@@ -13,6 +13,7 @@ enum ar_walredo_msg {
 	AR_WALREDO_GET = 'G',
 	AR_WALREDO_PING = 'H',
 	AR_WALREDO_MASK = 'M',
+	AR_WALREDO_STATS = 'S',
 	AR_WALREDO_TEST_FORBIDDEN = 'Z',
 };
 
@@ -21,5 +22,8 @@ enum ar_walredo_msg {
 /* The largest length field accepted: a record of up to 4 MiB (the most one value
  * of the store holds) with its end LSN, and room to spare. */
 #define AR_WALREDO_MESSAGE_MAX (4u * 1024 * 1024 + 64 * 1024)
+
+/* The stats reply: a u32 big-endian length, then at most this many bytes of text. */
+#define AR_WALREDO_STATS_MAX (64 * 1024)
 
 #endif

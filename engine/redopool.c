@@ -379,6 +379,35 @@ int ar_redopool_mask(struct ar_redo *redo, uint8_t rmid, uint32_t blkno,
 	return slot_exchange(s, page, AR_PAGE_BYTES, about);
 }
 
+int ar_redopool_replayed(struct ar_redo *redo, char *buf, size_t len)
+{
+	struct slot *s = slot_of(redo);
+	buf[0] = '\0';
+	if (s->pid <= 0 || len == 0)
+		return 0;
+	s->req_len = 0;
+	if (!req_msg(s, AR_WALREDO_STATS, 0))
+		return -ENOMEM;
+	uint8_t hdr[4];
+	int rc = slot_exchange(s, hdr, sizeof(hdr), "a stats request");
+	if (rc < 0)
+		return rc;
+	uint32_t n = ar_get_be32(hdr);
+	if (n > AR_WALREDO_STATS_MAX)
+		return slot_fail(s, -AR_EREDO, false, "sent a %u-byte stats reply", n);
+	char *text = malloc(n + 1);
+	if (!text)
+		return -ENOMEM;
+	s->req_len = 0;
+	rc = n ? slot_exchange(s, (uint8_t *)text, n, "a stats reply") : 0;
+	if (rc == 0) {
+		text[n] = '\0';
+		snprintf(buf, len, "%s", text);
+	}
+	free(text);
+	return rc;
+}
+
 int ar_redopool_helper_pid(struct ar_redo *redo)
 {
 	return slot_of(redo)->pid;

@@ -56,6 +56,12 @@ __attribute__((warn_unused_result)) int ar_redopool_mask(struct ar_redo *slot, u
 							 uint32_t blkno,
 							 uint8_t page[AR_PAGE_BYTES]);
 
+/* What slot's running helper replayed, one "Rmgr/TYPE count" line per record
+ * type (pg_waldump --stats=record's names), NUL-terminated in buf; "" if no
+ * helper runs (a replaced helper's counts are gone). */
+__attribute__((warn_unused_result)) int ar_redopool_replayed(struct ar_redo *slot, char *buf,
+							     size_t len);
+
 /* Test hooks: the process id of slot's helper (0: none running), and a request
  * that makes the helper call a system call outside its sandbox (the pool must
  * have test_commands; the helper then dies with SIGSYS and the call fails). */

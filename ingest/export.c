@@ -9,6 +9,7 @@
 
 #include "common/bytes.h"
 #include "common/err.h"
+#include "ingest/pgchecksum.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,7 @@
 struct exp {
 	struct ar_timeline *tl;
 	ar_lsn lsn;
+	bool checksums; /* set pd_checksum on every relation page written */
 	const char *out;
 	struct export_stats *st;
 	char *err;
@@ -105,6 +107,8 @@ static int export_fork(struct exp *x, const char *dir, struct ar_rel rel, uint32
 			rc = -AR_ECORRUPT;
 		if (rc == -AR_ENOKEY)
 			rc = 0; /* below the size but never written: zeros, as PostgreSQL extends */
+		if (rc == 0 && src == x->page && x->checksums)
+			ar_pg_page_set_checksum(x->page, b);
 		if (rc < 0) {
 			snprintf(what, sizeof(what), "block %u of %s", b, path);
 			rc = exp_fail(x, rc, what);
@@ -328,13 +332,15 @@ static int export_databases(struct exp *x)
 	return rc;
 }
 
-int export_datadir(struct ar_timeline *tl, ar_lsn lsn, const char *outdir,
+int export_datadir(struct ar_timeline *tl, ar_lsn lsn, bool checksums, const char *outdir,
 		   struct export_stats *stats, char err[STORE_ERROR_BYTES])
 {
 	struct exp *x = calloc(1, sizeof(*x));
 	if (!x)
 		return -ENOMEM;
-	*x = (struct exp){ .tl = tl, .lsn = lsn, .out = outdir, .st = stats, .err = err };
+	*x = (struct exp){
+		.tl = tl, .lsn = lsn, .checksums = checksums, .out = outdir, .st = stats, .err = err
+	};
 	memset(stats, 0, sizeof(*stats));
 	int rc = export_skeleton(x);
 	if (rc == 0)

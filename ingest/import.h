@@ -24,6 +24,7 @@ struct base_info {
 	ar_lsn checkpoint_lsn;   /* where the checkpoint record starts */
 	ar_lsn min_recovery_lsn; /* pg_control's minRecoveryPoint (a stopped standby) */
 	bool from_backup;        /* backup_label present */
+	bool data_checksums;     /* pg_control's data_checksum_version is not 0 */
 };
 
 /* pg_basebackup's tar format: if src is an archive, or a directory holding
@@ -93,9 +94,10 @@ struct export_stats {
 };
 
 /* Write a data directory (relation files, SLRUs, relation maps, files) as of lsn
- * into outdir (created; must not exist or be empty). */
+ * into outdir (created; must not exist or be empty).  checksums: every relation
+ * page that is not new gets PostgreSQL's pd_checksum for its block number. */
 __attribute__((warn_unused_result)) int export_datadir(struct ar_timeline *tl, ar_lsn lsn,
-						       const char *outdir,
+						       bool checksums, const char *outdir,
 						       struct export_stats *stats,
 						       char err[STORE_ERROR_BYTES]);
 

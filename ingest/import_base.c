@@ -26,6 +26,7 @@
 #define CTL_TLI 48
 #define CTL_BLCKSZ 216
 #define CTL_SEG_SIZE 228
+#define CTL_DATA_CHECKSUM 252
 #define CTL_CRC 288
 #define CTL_VERSION 1300
 #define CTL_FILE_BYTES 8192
@@ -91,6 +92,7 @@ static int inspect_control(const char *pgdata, struct base_info *out, uint32_t *
 	out->pg_timeline = ar_get_le32(ctl + CTL_TLI);
 	out->seg_bytes = ar_get_le32(ctl + CTL_SEG_SIZE);
 	out->min_recovery_lsn = ar_get_le64(ctl + CTL_MIN_RECOVERY);
+	out->data_checksums = ar_get_le32(ctl + CTL_DATA_CHECKSUM) != 0;
 	return 0;
 }
 

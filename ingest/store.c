@@ -250,9 +250,10 @@ int store_state_write(struct ar_store *s, const struct tl_id *tl, const struct i
 	store_lsn_text(st->consistent_lsn, b);
 	store_lsn_text(st->next_lsn, c);
 	snprintf(sys, sizeof(sys), "%" PRIu64, st->system_id);
-	json_t *j = json_pack("{s:s, s:i, s:i, s:s, s:s, s:s}", "system_id", sys, "seg_bytes",
+	json_t *j = json_pack("{s:s, s:i, s:i, s:s, s:s, s:s, s:b}", "system_id", sys, "seg_bytes",
 			      (json_int_t)st->seg_bytes, "pg_timeline", (json_int_t)st->pg_timeline,
-			      "base_start_lsn", a, "consistent_lsn", b, "next_lsn", c);
+			      "base_start_lsn", a, "consistent_lsn", b, "next_lsn", c,
+			      "data_checksums", st->data_checksums);
 	if (!j)
 		return -ENOMEM;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -304,6 +305,7 @@ int store_state_read(struct ar_store *s, const struct tl_id *tl, struct ingest_s
 		  state_lsn(j, "next_lsn", &st->next_lsn);
 	st->seg_bytes = (uint32_t)json_integer_value(json_object_get(j, "seg_bytes"));
 	st->pg_timeline = (uint32_t)json_integer_value(json_object_get(j, "pg_timeline"));
+	st->data_checksums = json_is_true(json_object_get(j, "data_checksums"));
 	json_decref(j);
 	if (!ok || st->seg_bytes == 0) {
 		snprintf(err, STORE_ERROR_BYTES, "%s: missing or malformed fields", path);

@@ -75,6 +75,9 @@ struct ingest_state {
 	ar_lsn base_start_lsn; /* the base backup's start: its images are here */
 	ar_lsn consistent_lsn; /* reads below are refused (0: not reached yet) */
 	ar_lsn next_lsn;       /* where reading WAL resumes */
+	/* Pages handed out (export, later the page service) carry PostgreSQL's
+	 * pd_checksum: from the base backup's pg_control, changeable per timeline. */
+	bool data_checksums;
 };
 
 __attribute__((warn_unused_result)) int store_state_read(struct ar_store *s, const struct tl_id *tl,

@@ -19,6 +19,8 @@ demo=${ARGON_DEMO_DIR:-/tmp/argon-demo}
 
 if [[ "${ARGON_SKIP_SETUP:-0}" != 1 ]]; then
 	./scripts/bootstrap.sh
+	# PostgreSQL's build (cached): argon-walredo and the page checksum need it.
+	./scripts/pg-build.sh >/dev/null
 	[[ -f "$build/build.ninja" ]] || meson setup "$build" >/dev/null
 	ninja -C "$build" >/dev/null
 fi

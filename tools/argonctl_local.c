@@ -10,6 +10,7 @@
 
 #include "common/err.h"
 #include "ingest/import.h"
+#include "ingest/pgchecksum.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -59,6 +60,8 @@ void argonctl_local_usage(void)
 	       "  show                         LSNs, layers and ingest state, as JSON\n"
 	       "  lsn-for-time \"YYYY-MM-DD HH:MM:SS[.ffffff]\"\n"
 	       "                               end LSN of the newest commit at or before (UTC)\n"
+	       "  checksums on|off|show        whether exported and served pages carry\n"
+	       "                               pd_checksum (from the base backup's pg_control)\n"
 	       "Options: --tenant ID, --timeline ID (32 hex digits; default %s),\n"
 	       "  --checkpoint-distance BYTES, --compaction-threshold N, --image-threshold N,\n"
 	       "  --cache-bytes BYTES, --stop-lsn LSN, --queue-depth N, --read-size BYTES,\n"
@@ -268,6 +271,34 @@ static void print_tl_stats(FILE *f, struct ar_timeline *tl)
 		ts->image_layers_written, ts->images_created, ts->gc_runs, ts->gc_layers_removed);
 }
 
+/* ", \"redo\": {...}": the redo pool's counters and what its helper replayed,
+ * by pg_waldump's record-type names. */
+static void print_redo_stats(struct ctx *x)
+{
+	struct ar_redopool_stats rs = { 0 };
+	static char text[64 * 1024];
+	text[0] = '\0';
+	if (x->s->redopool) {
+		ar_redopool_stats(x->s->redopool, &rs);
+		struct ar_redo *slot = ar_redopool_slot(x->s->redopool, 0);
+		if (ar_redopool_replayed(slot, text, sizeof(text)) < 0)
+			text[0] = '\0';
+	}
+	printf(", \"redo\": {\"helpers_started\": %" PRIu64 ", \"requests\": %" PRIu64
+	       ", \"records\": %" PRIu64 ", \"failures\": %" PRIu64 ", \"replayed\": {",
+	       rs.started, rs.requests, rs.records, rs.failures);
+	const char *sep = "";
+	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+		char *space = strrchr(line, ' ');
+		if (!space)
+			continue;
+		*space = '\0';
+		printf("%s\"%s\": %s", sep, line, space + 1);
+		sep = ", ";
+	}
+	printf("}}");
+}
+
 /* Import from pgdata: a plain directory, or a tar-format backup unpacked first. */
 static int import_base_from(struct ctx *x, const char *src, struct base_info *bi,
 			    struct base_stats *bs)
@@ -312,7 +343,8 @@ static int cmd_import_base(struct ctx *x)
 				       .pg_timeline = bi.pg_timeline,
 				       .base_start_lsn = bi.start_lsn,
 				       .consistent_lsn = bi.end_lsn,
-				       .next_lsn = bi.start_lsn };
+				       .next_lsn = bi.start_lsn,
+				       .data_checksums = bi.data_checksums };
 	if (rc == 0)
 		rc = store_state_write(x->s, &x->c->timeline, &x->st, x->err);
 	if (rc < 0)
@@ -362,6 +394,7 @@ static void print_import(struct ctx *x, const struct wal_import_result *r)
 	       ws->dbs_dropped, ws->xacts, ws->multixacts, ws->relmaps, ws->checkpoints,
 	       ws->vm_clears);
 	print_tl_stats(stdout, x->tl);
+	print_redo_stats(x);
 	printf("}\n");
 }
 
@@ -438,7 +471,7 @@ static int cmd_export(struct ctx *x)
 		rc = read_lsn(x, &lsn);
 	struct export_stats es;
 	if (rc == 0)
-		rc = export_datadir(x->tl, lsn, x->c->argv[1], &es, x->err);
+		rc = export_datadir(x->tl, lsn, x->st.data_checksums, x->c->argv[1], &es, x->err);
 	if (rc < 0)
 		return rc;
 	char a[STORE_LSN_TEXT_BYTES];
@@ -447,6 +480,7 @@ static int cmd_export(struct ctx *x)
 	       ", \"slru_pages\": %" PRIu64 ", \"files\": %" PRIu64 ", ",
 	       a, es.relation_forks, es.blocks, es.slru_pages, es.files);
 	print_tl_stats(stdout, x->tl);
+	print_redo_stats(x);
 	printf("}\n");
 	return 0;
 }
@@ -477,6 +511,8 @@ static int getpage_one(struct ctx *x, ar_lsn lsn, const uint64_t f[5], const cha
 					      : strerror(-rc));
 		return rc;
 	}
+	if (x->st.data_checksums && len == AR_PAGE_BYTES)
+		ar_pg_page_set_checksum(page, (uint32_t)f[4]);
 	int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0 || write(fd, page, len) != (ssize_t)len) {
 		snprintf(x->err, sizeof(x->err), "%s: %s", out, strerror(errno));
@@ -669,6 +705,23 @@ static int cmd_lsn_for_time(struct ctx *x)
 	return 0;
 }
 
+/* checksums on|off|show: whether pages handed out carry pd_checksum. */
+static int cmd_checksums(struct ctx *x)
+{
+	const char *what = x->c->argc == 2 ? x->c->argv[1] : "";
+	bool show = strcmp(what, "show") == 0, on = strcmp(what, "on") == 0;
+	if (!show && !on && strcmp(what, "off") != 0)
+		return -EINVAL;
+	int rc = ctx_open(x, false, true);
+	if (rc == 0 && !show) {
+		x->st.data_checksums = on;
+		rc = store_state_write(x->s, &x->c->timeline, &x->st, x->err);
+	}
+	if (rc == 0)
+		printf("{\"data_checksums\": %s}\n", x->st.data_checksums ? "true" : "false");
+	return rc;
+}
+
 static int cmd_show(struct ctx *x)
 {
 	int rc = store_open(x->c->dir, &x->c->tenant, false, &x->c->so, &x->s, x->err);
@@ -709,6 +762,8 @@ int argonctl_local(int argc, char **argv)
 		rc = cmd_show(&x);
 	else if (strcmp(cmd, "lsn-for-time") == 0)
 		rc = cmd_lsn_for_time(&x);
+	else if (strcmp(cmd, "checksums") == 0)
+		rc = cmd_checksums(&x);
 	else
 		rc = -EINVAL;
 	ctx_close(&x);

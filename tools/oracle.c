@@ -5,7 +5,7 @@
  * its full-page image.  Linked from PostgreSQL 15's backend objects like
  * argon-pgprobe (tools/pgprobe.c): the masks are PostgreSQL's, not copies.
  *
- *   argon-oracle compare [--map FILE] REF_DIR TEST_DIR
+ *   argon-oracle compare [--map FILE] [--checksums] REF_DIR TEST_DIR
  *   argon-oracle primary-sanity [--map FILE] PRIMARY_DIR TEST_DIR
  *   argon-oracle page KIND FILE_A FILE_B
  *
@@ -40,6 +40,10 @@
  * whose header is invalid (or whose special space has the wrong size for the
  * kind, or, on a heap page, whose line pointers leave the page), is compared
  * with only pd_lsn and pd_checksum masked: the masks trust the header.
+ *
+ * --checksums (compare): also verify, with PostgreSQL's pg_checksum_page, the
+ * pd_checksum of every TEST page compared that is not new (PageIsNew); a wrong
+ * one is a mismatch.  A "checksums:" line gives the counts.
  *
  * primary-sanity: PRIMARY_DIR is the stopped primary, TEST_DIR Argon's export
  * at the primary's final LSN.  For each relation TEST has in global/ and base/:
@@ -102,6 +106,7 @@
 #include "common/relpath.h"
 #include "port/pg_bitutils.h"
 #include "storage/bufpage.h"
+#include "storage/checksum.h"
 #include "storage/fd.h"
 #include "storage/reinit.h"
 #include "utils/memutils.h"
@@ -189,6 +194,9 @@ typedef struct OracleRun
 	uint64		blocks;
 	uint64		mismatches;
 	uint64		exclusions;
+	bool		checksums;		/* verify TEST's pd_checksum */
+	uint64		checksums_verified;
+	uint64		checksums_wrong;
 } OracleRun;
 
 /* A directory entry of either side, or of both. */
@@ -889,6 +897,27 @@ oracle_fork_kind(OracleRun *run, const char *path, Oid dboid, Oid relnode,
 }
 
 /* compare: one main or VM fork (its segments in segs), block by block. */
+/* --checksums: TEST's pd_checksum against pg_checksum_page. */
+static void
+oracle_verify_checksum(OracleRun *run, const char *path, char *page, BlockNumber blkno)
+{
+	uint16		stored = ((PageHeader) page)->pd_checksum;
+	uint16		computed;
+
+	if (PageIsNew(page))
+		return;
+	computed = pg_checksum_page(page, blkno);
+	run->checksums_verified++;
+	if (stored == computed)
+		return;
+	run->checksums_wrong++;
+	if (run->checksums_wrong <= ORACLE_SHOWN_PER_FORK_MAX)
+		oracle_mismatch(run, "%s block %u: pd_checksum %u in TEST, PostgreSQL computes %u",
+						path, blkno, stored, computed);
+	else
+		run->mismatches++;
+}
+
 static void
 oracle_compare_fork(OracleRun *run, const char *path, Oid dboid, const OracleEntry *segs,
 					int nsegs)
@@ -915,6 +944,8 @@ oracle_compare_fork(OracleRun *run, const char *path, Oid dboid, const OracleEnt
 
 		oracle_fork_read(&fork[0], blkno, page[0].data);
 		oracle_fork_read(&fork[1], blkno, page[1].data);
+		if (run->checksums)
+			oracle_verify_checksum(run, path, page[1].data, blkno);
 		oracle_page_compare(page[0].data, page[1].data, kind, blkno,
 							run->side_name, &verdict);
 		run->blocks++;
@@ -1387,11 +1418,13 @@ oracle_check_datadir(const char *dir)
 
 /* compare or primary-sanity over the two directories; the exit status. */
 static int
-oracle_run(OracleMode mode, const char *map_path, const char *dir_a, const char *dir_b)
+oracle_run(OracleMode mode, const char *map_path, bool checksums, const char *dir_a,
+		   const char *dir_b)
 {
 	OracleRun	run = {0};
 
 	run.mode = mode;
+	run.checksums = checksums;
 	run.dir[0] = dir_a;
 	run.dir[1] = dir_b;
 	run.side_name[0] = mode == MODE_COMPARE ? "REF" : "PRIMARY";
@@ -1405,6 +1438,10 @@ oracle_run(OracleMode mode, const char *map_path, const char *dir_a, const char 
 		   mode == MODE_COMPARE ? "oracle" : "sanity", (unsigned long long) run.files,
 		   (unsigned long long) run.blocks, (unsigned long long) run.mismatches,
 		   (unsigned long long) run.exclusions);
+	if (checksums)
+		printf("checksums: %llu pages verified, %llu wrong\n",
+			   (unsigned long long) run.checksums_verified,
+			   (unsigned long long) run.checksums_wrong);
 	return run.mismatches == 0 ? 0 : 1;
 }
 
@@ -1445,7 +1482,7 @@ static int
 oracle_usage(void)
 {
 	fprintf(stderr,
-			"usage: argon-oracle compare [--map FILE] REF_DIR TEST_DIR\n"
+			"usage: argon-oracle compare [--map FILE] [--checksums] REF_DIR TEST_DIR\n"
 			"       argon-oracle primary-sanity [--map FILE] PRIMARY_DIR TEST_DIR\n"
 			"       argon-oracle page KIND FILE_A FILE_B\n"
 			"KIND: " ORACLE_MAP_KINDS ", vm\n");
@@ -1457,6 +1494,7 @@ static int
 oracle_main(int argc, char **argv)
 {
 	const char *map_path = NULL;
+	bool		checksums = false;
 	OracleMode	mode;
 	int			arg = 2;
 
@@ -1475,9 +1513,14 @@ oracle_main(int argc, char **argv)
 		map_path = argv[arg + 1];
 		arg += 2;
 	}
+	if (mode == MODE_COMPARE && argc > arg && strcmp(argv[arg], "--checksums") == 0)
+	{
+		checksums = true;
+		arg++;
+	}
 	if (argc != arg + 2)
 		return oracle_usage();
-	return oracle_run(mode, map_path, argv[arg], argv[arg + 1]);
+	return oracle_run(mode, map_path, checksums, argv[arg], argv[arg + 1]);
 }
 
 int
