@@ -376,16 +376,17 @@ wr_stats(void)
 		for (int hi = 0; hi < 16; hi++)
 		{
 			const char *id;
+			const char *name;
 			unsigned long long n = replayed[rmid][hi];
 
 			if (n == 0)
 				continue;
+			name = GetRmgr(rmid).rm_name;
 			id = GetRmgr(rmid).rm_identify(hi << 4);
 			if (id)
-				appendStringInfo(&text, "%s/%s %llu\n", GetRmgr(rmid).rm_name, id, n);
+				appendStringInfo(&text, "%s/%s %llu\n", name, id, n);
 			else
-				appendStringInfo(&text, "%s/UNKNOWN (%x) %llu\n", GetRmgr(rmid).rm_name,
-								 hi << 4, n);
+				appendStringInfo(&text, "%s/UNKNOWN (%x) %llu\n", name, hi << 4, n);
 		}
 	if (text.len > AR_WALREDO_STATS_MAX)
 		text.len = AR_WALREDO_STATS_MAX;
