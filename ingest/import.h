@@ -63,6 +63,10 @@ struct wal_import_options {
 	uint32_t queue_depth; /* reads in flight (16) */
 	ar_lsn stop_lsn;      /* stop after the record ending here (0: end of WAL) */
 	bool progress;        /* a progress line on stderr every 2 s */
+	/* Read-only use (wal_import with wi NULL): each decoded record goes here
+	 * instead of into the store; a negative result stops the read with it. */
+	wal_record_fn *visit;
+	void *visit_ctx;
 };
 
 struct wal_import_result {
@@ -78,7 +82,8 @@ struct wal_import_result {
 
 /* Read segment files of dir from st->next_lsn through the decoder into wi,
  * letting tl flush and compact as it goes.  On a bad record: an error naming its
- * LSN; everything before it is kept. */
+ * LSN; everything before it is kept.  With wi NULL, records go to o->visit and
+ * nothing is stored. */
 __attribute__((warn_unused_result)) int wal_import(struct ar_store *s, struct ar_timeline *tl,
 						   struct walingest *wi, const char *dir,
 						   const struct ingest_state *st,

@@ -52,6 +52,7 @@ struct wimp {
 	int fd;           /* the segment being issued from */
 	uint64_t fd_segno;
 	uint64_t records_since;
+	uint64_t visited; /* records handed to o->visit */
 	int cb_rc;
 	bool stop;
 	struct timespec t0, last_progress;
@@ -129,15 +130,28 @@ static void progress(struct wimp *w, bool last)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &w->last_progress);
 	double secs = since(&w->t0), mib = (double)w->res->bytes_read / (1 << 20);
-	const struct wi_stats *ws = wi_stats(w->wi);
-	fprintf(stderr, "import: %X/%08X, %.0f MiB read, %.0f MiB/s, %lu records%s\n",
-		(unsigned)(w->res->last_end_lsn >> 32), (unsigned)w->res->last_end_lsn, mib,
-		secs > 0 ? mib / secs : 0.0, (unsigned long)ws->records, last ? ", done" : "");
+	fprintf(stderr, "%s: %X/%08X, %.0f MiB read, %.0f MiB/s, %lu records%s\n",
+		w->wi ? "import" : "read", (unsigned)(w->res->last_end_lsn >> 32),
+		(unsigned)w->res->last_end_lsn, mib, secs > 0 ? mib / secs : 0.0,
+		(unsigned long)(w->wi ? wi_stats(w->wi)->records : w->visited),
+		last ? ", done" : "");
 }
 
 static int on_record(void *ctx, const struct wal_record *rec)
 {
 	struct wimp *w = ctx;
+	if (!w->wi) {
+		w->visited++;
+		w->res->last_end_lsn = rec->end_lsn;
+		int vrc = w->o->visit(w->o->visit_ctx, rec);
+		if (vrc < 0) {
+			w->cb_rc = vrc;
+			return vrc;
+		}
+		if (w->visited % RECORDS_PER_BACKGROUND == 0)
+			progress(w, false);
+		return w->o->stop_lsn && rec->end_lsn >= w->o->stop_lsn ? (w->stop = true, 1) : 0;
+	}
 	int rc = wi_record(w->wi, rec);
 	if (rc < 0) {
 		snprintf(w->err, STORE_ERROR_BYTES, "%s", wi_error(w->wi));

@@ -30,6 +30,9 @@
 
 #define WI_ERROR_BYTES 300
 #define WI_SHARDS_MAX 64
+/* Heap blocks one visibility-map page covers: 2 bits each in the 8168 bytes after
+ * the page header.  Heap block b's bits are on VM block b / this. */
+#define WI_VM_HEAPBLOCKS_PER_PAGE ((8192 - 24) * 4)
 
 struct walingest;
 

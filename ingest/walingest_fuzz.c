@@ -53,7 +53,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FZ_PUTS_MAX 200000
 #define FZ_SIM_BYTES_MAX (64u << 20)
 #define FZ_START_LSN 0x1000000
-#define FZ_VM_HEAPBLOCKS_PER_PAGE ((AR_PAGE_BYTES - 24) * 4)
 #define FZ_CLOG_XACTS_PER_PAGE (AR_PAGE_BYTES * 4)
 #define FZ_SLRU_PAGES_PER_SEGMENT 32
 
@@ -310,7 +309,7 @@ static void fz_read_back(const struct wal_record *rec)
 			fz_get(&k, rec->lsn); /* as of before the record */
 		(void)tl_rel_nblocks(W.tl, rel, last, &n);
 		rel.fork = AR_FORK_VM;
-		k = ar_key_rel_block(rel, blkno / FZ_VM_HEAPBLOCKS_PER_PAGE);
+		k = ar_key_rel_block(rel, blkno / WI_VM_HEAPBLOCKS_PER_PAGE);
 		fz_get(&k, last);
 	}
 	uint32_t page = rec->xid / FZ_CLOG_XACTS_PER_PAGE;

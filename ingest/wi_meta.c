@@ -25,7 +25,6 @@
 #define XLOG_CHECKPOINT_SHUTDOWN 0x00
 #define XLOG_CHECKPOINT_ONLINE 0x10
 #define XLOG_BACKUP_END 0x50
-#define VM_HEAPBLOCKS_PER_PAGE ((AR_PAGE_BYTES - WI_PAGE_HEADER_BYTES) * 4)
 #define FSM_SLOTS_PER_PAGE 4069 /* leaf nodes of an 8 KiB FSM page */
 #define FSM_TREE_DEPTH 3
 
@@ -132,8 +131,8 @@ int wi_vm_clear(struct walingest *wi, struct ar_rel heap, uint32_t heap_block, u
 {
 	struct ar_rel vm = heap;
 	vm.fork = AR_FORK_VM;
-	uint32_t mapblk = heap_block / VM_HEAPBLOCKS_PER_PAGE;
-	uint32_t within = heap_block % VM_HEAPBLOCKS_PER_PAGE;
+	uint32_t mapblk = heap_block / WI_VM_HEAPBLOCKS_PER_PAGE;
+	uint32_t within = heap_block % WI_VM_HEAPBLOCKS_PER_PAGE;
 	struct ar_key sk = ar_key_rel_size(vm);
 	bool exists;
 	uint32_t n;
@@ -203,8 +202,8 @@ static int smgr_truncate(struct walingest *wi, const struct wal_record *rec)
 	}
 	if (rc == 0 && (flags & SMGR_TRUNCATE_VM)) {
 		rel.fork = AR_FORK_VM;
-		uint32_t mapblk = blkno / VM_HEAPBLOCKS_PER_PAGE;
-		uint32_t within = blkno % VM_HEAPBLOCKS_PER_PAGE;
+		uint32_t mapblk = blkno / WI_VM_HEAPBLOCKS_PER_PAGE;
+		uint32_t within = blkno % WI_VM_HEAPBLOCKS_PER_PAGE;
 		bool exists;
 		uint32_t n;
 		struct ar_key sk = ar_key_rel_size(rel);

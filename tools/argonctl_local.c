@@ -11,6 +11,7 @@
 #include "common/err.h"
 #include "ingest/import.h"
 #include "ingest/pgchecksum.h"
+#include "ingest/redocheck.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +36,7 @@ struct cli {
 	bool have_lsn;
 	bool latest;
 	ar_lsn stop_lsn;
+	ar_lsn flip_lsn;
 	struct tl_id new_timeline;
 	bool have_new;
 	uint32_t queue_depth;
@@ -60,6 +62,11 @@ void argonctl_local_usage(void)
 	       "  show                         LSNs, layers and ingest state, as JSON\n"
 	       "  lsn-for-time \"YYYY-MM-DD HH:MM:SS[.ffffff]\"\n"
 	       "                               end LSN of the newest commit at or before (UTC)\n"
+	       "  redo-check WALDIR            replay each record of wal_consistency_checking\n"
+	       "                               WAL on Argon's page before it, compare with its\n"
+	       "                               post-image after PostgreSQL's masks\n"
+	       "                               (--stop-lsn; --flip-main-data LSN: a negative\n"
+	       "                               control)\n"
 	       "  checksums on|off|show        whether exported and served pages carry\n"
 	       "                               pd_checksum (from the base backup's pg_control)\n"
 	       "Options: --tenant ID, --timeline ID (32 hex digits; default %s),\n"
@@ -117,7 +124,8 @@ enum {
 	OPT_NOPROG,
 	OPT_NEW,
 	OPT_LSN,
-	OPT_BATCH
+	OPT_BATCH,
+	OPT_FLIP
 };
 
 static int parse_number(int opt, const char *arg, struct cli *c)
@@ -158,6 +166,8 @@ static int parse_option(int opt, const char *arg, struct cli *c)
 		return c->latest ? 0 : parse_lsn_opt(arg, &c->lsn);
 	case OPT_STOP:
 		return parse_lsn_opt(arg, &c->stop_lsn);
+	case OPT_FLIP:
+		return parse_lsn_opt(arg, &c->flip_lsn);
 	case OPT_NOPROG:
 		c->progress = false;
 		return 0;
@@ -193,6 +203,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		{ "new", required_argument, NULL, OPT_NEW },
 		{ "lsn", required_argument, NULL, OPT_LSN },
 		{ "batch", required_argument, NULL, OPT_BATCH },
+		{ "flip-main-data", required_argument, NULL, OPT_FLIP },
 		{ NULL, 0, NULL, 0 },
 	};
 	memset(c, 0, sizeof(*c));
@@ -722,6 +733,35 @@ static int cmd_checksums(struct ctx *x)
 	return rc;
 }
 
+static int cmd_redo_check(struct ctx *x)
+{
+	if (x->c->argc != 2)
+		return -EINVAL;
+	int rc = ctx_open(x, false, true);
+	struct redo_check_options o = { .wal_dir = x->c->argv[1],
+					.stop_lsn = x->c->stop_lsn,
+					.flip_lsn = x->c->flip_lsn,
+					.progress = x->c->progress };
+	struct redo_check_result r;
+	if (rc == 0)
+		rc = redo_check(x->s, x->tl, &x->st, &o, &r, x->err);
+	if (rc < 0)
+		return rc;
+	char a[STORE_LSN_TEXT_BYTES], b[STORE_LSN_TEXT_BYTES];
+	store_lsn_text(r.first_lsn, a);
+	store_lsn_text(r.last_lsn, b);
+	printf("{\"records\": %" PRIu64 ", \"blocks_checked\": %" PRIu64
+	       ", \"mismatches\": %" PRIu64 ", \"lsn_mismatches\": %" PRIu64
+	       ", \"redo_errors\": %" PRIu64 ", \"from_store\": %" PRIu64 ", \"kept\": %" PRIu64
+	       ", \"keep_disagreements\": %" PRIu64 ", \"flipped\": %" PRIu64
+	       ", \"first_lsn\": \"%s\", \"last_lsn\": \"%s\"",
+	       r.records, r.blocks_checked, r.mismatches, r.lsn_mismatches, r.redo_errors,
+	       r.from_store, r.kept, r.keep_disagreements, r.flipped, a, b);
+	print_redo_stats(x);
+	printf("}\n");
+	return 0;
+}
+
 static int cmd_show(struct ctx *x)
 {
 	int rc = store_open(x->c->dir, &x->c->tenant, false, &x->c->so, &x->s, x->err);
@@ -764,6 +804,8 @@ int argonctl_local(int argc, char **argv)
 		rc = cmd_lsn_for_time(&x);
 	else if (strcmp(cmd, "checksums") == 0)
 		rc = cmd_checksums(&x);
+	else if (strcmp(cmd, "redo-check") == 0)
+		rc = cmd_redo_check(&x);
 	else
 		rc = -EINVAL;
 	ctx_close(&x);
