@@ -39,8 +39,9 @@
  *
  * Sandbox: before reading any input, every inherited descriptor above 2 is
  * closed and a seccomp allow-list is entered (read, write, memory management,
- * signal return, clocks, exit); any other system call kills the process with
- * SIGSYS.  Built without libseccomp (the seccomp option off), --version says so.
+ * signal return, clocks, exit, and SIGABRT to itself for abort() after a PANIC);
+ * any other system call kills the process with SIGSYS.  Built without
+ * libseccomp (the seccomp option off), --version says so.
  *
  * Written in PostgreSQL's dialect (its headers and CFLAGS).
  */
@@ -515,6 +516,16 @@ wr_sandbox(void)
 
 	for (size_t i = 0; rc == 0 && i < lengthof(allowed); i++)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i], 0);
+	/* abort() after a PANIC: SIGABRT to this thread only. */
+	if (rc == 0)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(gettid), 0);
+	if (rc == 0)
+	{
+		struct scmp_arg_cmp self = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t) getpid());
+		struct scmp_arg_cmp abrt = SCMP_A2(SCMP_CMP_EQ, SIGABRT);
+
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 2, self, abrt);
+	}
 	if (rc == 0)
 		rc = seccomp_load(ctx);
 	if (ctx)

@@ -36,7 +36,7 @@ enum lyr_kind { LYR_DELTA = 1, LYR_IMAGE = 2 };
 /* A raw value block holds at least one value, so it is bounded by the largest value. */
 #define LYR_BLOCK_RAW_BYTES_MAX (2 * AR_VALUE_BYTES_MAX + 64 * 1024)
 #define LYR_NAME_BYTES 128
-#define LYR_ERROR_BYTES 320
+#define LYR_ERROR_BYTES 512
 
 struct lyr_info {
 	enum lyr_kind kind;

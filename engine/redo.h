@@ -30,7 +30,7 @@ struct ar_redo_ops {
 		     uint8_t out[AR_PAGE_BYTES], uint32_t *out_len);
 };
 
-#define AR_REDO_ERROR_BYTES 300
+#define AR_REDO_ERROR_BYTES 480
 
 struct ar_redo {
 	const struct ar_redo_ops *ops;

@@ -182,27 +182,44 @@ static void stderr_drain(struct slot *s)
 	s->errtext[s->errlen] = '\0';
 }
 
-/* The helper's report on one line: its lines joined with " | ". */
+/* How much a line of the helper's report matters: its own message and
+ * PostgreSQL's ERROR/FATAL/PANIC first, then CONTEXT, then the rest (WARNINGs). */
+static int line_rank(const char *line)
+{
+	static const char *const first[] = { "argon-walredo:", "PANIC:", "FATAL:", "ERROR:" };
+	for (size_t i = 0; i < sizeof(first) / sizeof(first[0]); i++)
+		if (strncmp(line, first[i], strlen(first[i])) == 0)
+			return 0;
+	return strncmp(line, "CONTEXT:", 8) == 0 ? 1 : 2;
+}
+
+/* The helper's report on one line: its lines, most telling first, joined with
+ * " | " (tabs and runs of spaces squeezed). */
 static void stderr_summary(struct slot *s, char *out, size_t len)
 {
 	size_t o = 0;
-	bool sep = false;
-	for (size_t i = 0; i < s->errlen && o + 4 < len; i++) {
-		char c = s->errtext[i];
-		if (c == '\n' || c == '\t') {
-			sep = o > 0;
-			continue;
+	char *end = s->errtext + s->errlen;
+	out[0] = '\0';
+	for (int rank = 0; rank < 3; rank++) {
+		for (char *line = s->errtext; line < end;) {
+			char *nl = memchr(line, '\n', (size_t)(end - line));
+			size_t n = (size_t)((nl ? nl : end) - line);
+			char save = line[n];
+			line[n] = '\0';
+			if (n > 0 && line_rank(line) == rank && o + 4 < len) {
+				if (o > 0)
+					o += (size_t)snprintf(out + o, len - o, " | ");
+				for (size_t i = 0; i < n && o + 1 < len; i++) {
+					char c = line[i] == '\t' ? ' ' : line[i];
+					if (c != ' ' || (o > 0 && out[o - 1] != ' '))
+						out[o++] = c;
+				}
+				out[o] = '\0';
+			}
+			line[n] = save;
+			line += n + 1;
 		}
-		if (sep) {
-			memcpy(out + o, " | ", 3);
-			o += 3;
-			sep = false;
-			if (o + 4 >= len)
-				break;
-		}
-		out[o++] = c;
 	}
-	out[o] = '\0';
 }
 
 static int slot_fail(struct slot *s, int rc, bool timed_out, const char *fmt, ...)
@@ -264,7 +281,7 @@ static int slot_exchange(struct slot *s, uint8_t *reply, size_t reply_len, const
 		uint64_t now = now_ms();
 		if (now >= deadline)
 			return slot_fail(s, -ETIMEDOUT, true,
-					 "did not answer %s within %u ms and was killed", about,
+					 "did not answer %s within %u ms", about,
 					 s->pool->cfg.timeout_ms);
 		int n = poll(p, 3, (int)(deadline - now));
 		if (n < 0 && errno != EINTR)

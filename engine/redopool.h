@@ -45,7 +45,7 @@ struct ar_redopool;
 
 __attribute__((warn_unused_result)) int ar_redopool_create(const struct ar_redopool_config *cfg,
 							   struct ar_redopool **out);
-/* Ends every helper (closing its pipe; killed if it does not exit at once). */
+/* Ends every helper: its pipes are closed and it is killed (it holds nothing on disk). */
 void ar_redopool_destroy(struct ar_redopool *pool);
 
 /* Slot i's redo (i < cfg.slots): for one thread at a time. */

@@ -20,7 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define STORE_ERROR_BYTES 400
+#define STORE_ERROR_BYTES 640
 
 struct store_options {
 	/* argon-walredo; NULL: ar_redopool_find_helper().  Without one, pages that
