@@ -272,6 +272,10 @@ static int slot_exchange(struct slot *s, uint8_t *reply, size_t reply_len, const
 	s->errtext[0] = '\0';
 	uint64_t deadline = now_ms() + s->pool->cfg.timeout_ms;
 	size_t sent = 0, got = 0;
+	/* The pipe is nearly always writable: write first, poll only for the rest. */
+	ssize_t w0 = write(s->to_fd, s->req, s->req_len);
+	if (w0 > 0)
+		sent = (size_t)w0;
 	while (got < reply_len) {
 		struct pollfd p[3] = {
 			{ .fd = s->from_fd, .events = POLLIN },
