@@ -482,8 +482,19 @@ static int ingest_block(struct walingest *wi, const struct wal_record *rec,
 		if (rec->tot_len > AR_VALUE_BYTES_MAX)
 			return wi_fail(wi, -AR_ELIMIT, "a %u-byte record touching a page",
 				       rec->tot_len);
+		/* A block past the fork's end: PostgreSQL's redo extends the fork and
+		 * applies the record to a zero page (full_page_writes off, or a map
+		 * page's first VISIBLE), and so does Argon's: the record is a base,
+		 * whatever an older, truncated version of the block held. */
+		struct ar_key sk = ar_key_rel_size(b->rel);
+		bool exists;
+		uint32_t nblocks;
+		rc = wi_size_get(wi, &sk, &exists, &nblocks);
+		if (rc < 0)
+			return rc;
+		bool fresh = !exists || b->blkno >= nblocks;
 		struct ar_value v = { .kind = AR_VALUE_WAL,
-				      .will_init = b->will_init,
+				      .will_init = b->will_init || fresh,
 				      .len = rec->tot_len,
 				      .data = rec->raw };
 		rc = wi_put(wi, &key, &v);

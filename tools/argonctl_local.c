@@ -589,7 +589,16 @@ static int cmd_getpage(struct ctx *x)
 		return getpage_batch(x, x->c->batch);
 	if (rc == 0)
 		rc = read_lsn(x, &lsn);
-	return rc < 0 ? rc : getpage_one(x, lsn, f, x->c->argv[6]);
+	if (rc == 0)
+		rc = getpage_one(x, lsn, f, x->c->argv[6]);
+	if (rc < 0)
+		return rc;
+	char a[STORE_LSN_TEXT_BYTES];
+	store_lsn_text(lsn, a);
+	printf("{\"lsn\": \"%s\"", a);
+	print_redo_stats(x);
+	printf("}\n");
+	return 0;
 }
 
 static int cmd_branch(struct ctx *x)

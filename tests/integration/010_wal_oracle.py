@@ -32,6 +32,7 @@ import subprocess
 import pytest
 
 from harness import oracle
+from harness.argon_import import record_stats, waldump
 from harness import workload as wl
 from harness.argonctl import argonctl, last_json, walredo_binary, walredo_missing
 from harness.pageserver import binary
@@ -64,28 +65,6 @@ def under_load():
 
 
 # -- pg_waldump over the received WAL ---------------------------------------
-
-def waldump(result, *args, check=True):
-    argv = [os.path.join(result.primary.bin_dir, "pg_waldump"),
-            "-p", result.waldump_dir] + list(args)
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError("%s failed (%d): %s" % (" ".join(argv),
-                                                    proc.returncode,
-                                                    proc.stderr[-2000:]))
-    return proc
-
-
-def record_stats(result, start, end):
-    """pg_waldump --stats=record: {"Rmgr/TYPE": count}, plus "Total"."""
-    out = waldump(result, "--stats=record", "-s", start, "-e", end).stdout
-    counts = {}
-    for line in out.splitlines():
-        fields = line.split()
-        if len(fields) >= 2 and fields[1].isdigit():
-            counts[fields[0]] = int(fields[1])
-    return counts
-
 
 def records(result, start, end, *rmgrs):
     """Plain pg_waldump lines of the given resource managers, parsed:

@@ -9,7 +9,6 @@ without sanitizers have it; from an ASan build directory the sibling gcc build
 (ARGON_BUILD_DIR/../build) is used when it has one.
 """
 
-import os
 import subprocess
 
 import psycopg2

@@ -31,6 +31,46 @@ a rolled-back CREATE TABLE, > 64 subtransactions, two-phase commit and
 rollback, multixacts, a 17 MiB logical message, sequences, an unlogged and
 a temporary table).  run_under_load() is the smaller "base backup taken
 while pgbench runs" case.
+
+Settings (issue: PostgreSQL's redo in argon-walredo).  run_full() takes
+keyword arguments that change the primary; the defaults are the issue's
+workload above, unchanged (010 uses them):
+
+  consistency_checking=True   wal_consistency_checking = 'all'; False leaves
+                              it at PostgreSQL's default (off): records carry
+                              no post-images, so pages are rebuilt by redo;
+  full_page_writes=True       False: full_page_writes = off (pages are then
+                              rebuilt from the base backup's images and redo
+                              alone; PostgreSQL still forces full-page writes
+                              while a base backup runs, and index builds
+                              still log whole pages as XLOG/FPI);
+  data_checksums=False        True: initdb --data-checksums (the standby and
+                              the base backups inherit it);
+  settings=None               any further postgresql.conf settings, applied
+                              last;
+  scale, seconds, clients, snapshots
+                              pgbench's size and duration, and the number of
+                              history snapshots;
+  steps=None                  the DDL steps to run, by name (the function
+                              names in FULL_STEPS without "_ddl_", e.g.
+                              ("index_methods", "sequences")); None: all;
+  scenario="full"             the result's name, and its work directory's;
+  min_free=None               bytes the run needs free (default: the full
+                              run's); the test is skipped with less.
+
+run_regress() is PostgreSQL's own regression suite as the workload (harness
+regress.py): the same primary (wal_consistency_checking off by default,
+regress.CLUSTER_SETTINGS merged in), slot, pg_receivewal, Argon's base backup
+and stock standby as run_full(), then pg_regress's parallel schedule against
+the primary instead of pgbench and the DDL (its tablespace test skipped, with
+the reason printed), then the same end: the result's `regress` is the
+RegressResult (pg_regress's own pass/fail is reported, not judged; the run
+must reach the end of the schedule).  It has no history snapshots.  The
+access-method map names an index by its access method's handler, so an
+index of an access method created by a test (create_am's gist2) is mapped
+to the method it really is (gist).
+
+Every result records the primary's `settings` and `data_checksums`.
 """
 
 import dataclasses
@@ -47,6 +87,7 @@ from typing import Dict, List, Optional
 import pytest
 
 from . import procs
+from . import regress as pg_regress_harness
 from .pg import PgCluster
 
 SEGMENT_SIZE = 16 * 1024 * 1024
@@ -60,6 +101,14 @@ COMPRESSIONS = ("pglz", "lz4", "zstd")
 # for a slower machine, where checkpoints lag and more WAL is kept.
 MIN_FREE_BYTES_FULL = int(3.5 * 1024 ** 3)
 MIN_FREE_BYTES_UNDER_LOAD = int(1.5 * 1024 ** 3)
+# A scaled-down run_full() (scale 2, 10 s, the DDL without the 17 MiB
+# message) without wal_consistency_checking: measured about 95 MiB of WAL
+# and 0.5 GiB on disk, before Argon's import and export.
+MIN_FREE_BYTES_SMALL = int(1.5 * 1024 ** 3)
+# pg_regress: measured about 255 MiB of WAL and 0.9 GiB on disk (the WAL
+# received and in the primary's pg_wal, the standby, the base backup),
+# before Argon's import and export.
+MIN_FREE_BYTES_REGRESS = int(2.5 * 1024 ** 3)
 
 INDEX_KINDS = ("btree", "hash", "gin", "gist", "spgist", "brin")
 
@@ -162,7 +211,8 @@ class Exclusion:
 
 @dataclasses.dataclass
 class WorkloadResult:
-    scenario: str               # "full" or "under_load"
+    scenario: str               # "full", "under_load", "regress", or the
+                                # scenario name run_full() was given
     compression: str            # wal_compression used
     system_identifier: int
     timeline: int
@@ -197,6 +247,11 @@ class WorkloadResult:
     disk_bytes: int             # used under work/primary/standby dirs
     primary: PgCluster = dataclasses.field(repr=False, default=None)
     standby: PgCluster = dataclasses.field(repr=False, default=None)
+    # The primary's postgresql.conf settings (the harness's, not defaults).
+    settings: Dict[str, object] = dataclasses.field(default_factory=dict)
+    data_checksums: bool = False
+    # run_regress(): pg_regress's RegressResult (else None).
+    regress: object = dataclasses.field(repr=False, default=None)
 
     @property
     def end_lsn_int(self):
@@ -219,11 +274,23 @@ class WorkloadResult:
 
 # -- the access-method map -------------------------------------------------
 
+# An index's kind is its access method's handler's: an access method made
+# with CREATE ACCESS METHOD ... HANDLER gisthandler is gist.
+_INDEX_HANDLERS = {
+    "bthandler": "btree",
+    "hashhandler": "hash",
+    "ginhandler": "gin",
+    "gisthandler": "gist",
+    "spghandler": "spgist",
+    "brinhandler": "brin",
+}
+
 _RELATIONS_SQL = """
 SELECT CASE WHEN c.relisshared THEN 0 ELSE d.oid END,
        pg_relation_filenode(c.oid),
        CASE c.relkind WHEN 'S' THEN 'sequence'
-                      WHEN 'i' THEN a.amname
+                      WHEN 'i' THEN 'index:' || a.amname || ':'
+                                    || a.amhandler::text
                       ELSE 'heap' END,
        c.relpersistence, c.relname, pg_relation_filepath(c.oid)
   FROM pg_class c
@@ -234,6 +301,15 @@ SELECT CASE WHEN c.relisshared THEN 0 ELSE d.oid END,
 """
 
 
+def _kind(text):
+    """'heap', 'sequence', or an index's 'index:<amname>:<handler>' -> the
+    access method's kind (the handler's; else the amname)."""
+    if not text.startswith("index:"):
+        return text
+    _tag, amname, handler = text.split(":", 2)
+    return _INDEX_HANDLERS.get(handler, amname)
+
+
 def _connectable_databases(cluster):
     return [row[0] for row in cluster.sql(
         "SELECT datname FROM pg_database WHERE datallowconn ORDER BY oid")]
@@ -242,7 +318,9 @@ def _connectable_databases(cluster):
 def _all_relations(cluster):
     rows = set()
     for db in _connectable_databases(cluster):
-        rows.update(cluster.sql(_RELATIONS_SQL, dbname=db))
+        rows.update((dboid, node, _kind(kind), persistence, name, path)
+                    for dboid, node, kind, persistence, name, path
+                    in cluster.sql(_RELATIONS_SQL, dbname=db))
     return sorted(rows)
 
 
@@ -381,7 +459,8 @@ PRIMARY_SETTINGS = {
 class _Run:
     """State of one scenario while it runs."""
 
-    def __init__(self, scenario, compression, min_free):
+    def __init__(self, scenario, compression, min_free, *, settings=None,
+                 data_checksums=False):
         self.scenario = scenario
         self.compression = compression or default_compression()
         print("WAL workload %s: wal_compression = %s" % (scenario,
@@ -400,6 +479,14 @@ class _Run:
         self.waldump_dir = os.path.join(self.work_dir, "waldump")
         self.am_map_path = os.path.join(self.work_dir, "am_map.txt")
         self.receivewal_log = os.path.join(self.work_dir, "pg_receivewal.log")
+        self.data_checksums = data_checksums
+        self.settings = dict(PRIMARY_SETTINGS)
+        self.settings["wal_compression"] = self.compression
+        for key, value in (settings or {}).items():
+            if value is None:
+                self.settings.pop(key, None)    # PostgreSQL's default
+            else:
+                self.settings[key] = value
 
     def phase(self, name):
         now = time.monotonic()
@@ -420,10 +507,12 @@ class _Run:
     # -- setup ---------------------------------------------------------------
 
     def start_primary(self):
-        settings = dict(PRIMARY_SETTINGS)
-        settings["wal_compression"] = self.compression
-        self.primary = PgCluster("wl-primary", settings=settings)
+        self.primary = PgCluster("wl-primary", settings=self.settings,
+                                 data_checksums=self.data_checksums)
         self.primary.sql("CREATE EXTENSION pageinspect")
+        print("WAL workload %s: primary settings %s%s"
+              % (self.scenario, self.settings,
+                 ", data checksums" if self.data_checksums else ""))
         self.phase("primary")
 
     def start_receiver(self):
@@ -591,7 +680,8 @@ class _Run:
             timings=self.timings,
             disk_bytes=sum(disk_usage(d) for d in (
                 self.work_dir, primary.dir, standby.dir)),
-            primary=primary, standby=standby)
+            primary=primary, standby=standby,
+            settings=dict(self.settings), data_checksums=self.data_checksums)
         print("WAL workload %s: %.1f s, %.0f MiB of WAL from %s to %s, "
               "%.0f MiB on disk, %d snapshots; %s"
               % (self.scenario, seconds, result.wal_bytes() / 2 ** 20,
@@ -804,12 +894,45 @@ FULL_STEPS = (_ddl_index_methods, _ddl_sequences, _ddl_transactions,
               _ddl_messages, _ddl_databases)
 
 
+STEP_NAMES = tuple(step.__name__[len("_ddl_"):] for step in FULL_STEPS)
+
+
+def _settings_for(consistency_checking, full_page_writes, settings):
+    """PRIMARY_SETTINGS overrides for run_full()/run_regress()'s choices
+    (None removes a setting: PostgreSQL's default)."""
+    chosen = {}
+    if not consistency_checking:
+        chosen["wal_consistency_checking"] = None
+    if not full_page_writes:
+        chosen["full_page_writes"] = False
+    chosen.update(settings or {})
+    return chosen
+
+
 def run_full(compression=None, *, scale=10, seconds=30, clients=2,
-             snapshots=20, seed=None):
-    """The issue's workload; see the module docstring."""
-    run = _Run("full", compression, MIN_FREE_BYTES_FULL)
+             snapshots=20, seed=None, consistency_checking=True,
+             full_page_writes=True, data_checksums=False, settings=None,
+             steps=None, scenario="full", min_free=None):
+    """The issue's workload; see the module docstring (the defaults are the
+    issue's workload; the keyword arguments scale it down or change the
+    primary's settings)."""
+    if steps is None:
+        chosen_steps = FULL_STEPS
+    else:
+        unknown = set(steps) - set(STEP_NAMES)
+        if unknown:
+            raise ValueError("unknown workload steps %s (known: %s)"
+                             % (sorted(unknown), ", ".join(STEP_NAMES)))
+        chosen_steps = tuple(step for step, name in zip(FULL_STEPS,
+                                                        STEP_NAMES)
+                             if name in steps)
+    run = _Run(scenario, compression,
+               MIN_FREE_BYTES_FULL if min_free is None else min_free,
+               settings=_settings_for(consistency_checking, full_page_writes,
+                                      settings),
+               data_checksums=data_checksums)
     seed = seed if seed is not None else random.randrange(1 << 30)
-    print("WAL workload full: seed %d" % seed)
+    print("WAL workload %s: seed %d" % (scenario, seed))
     temp = None
     try:
         run.start_primary()
@@ -824,7 +947,7 @@ def run_full(compression=None, *, scale=10, seconds=30, clients=2,
                                run.began, seed)
         snapper.start()
         step_times = {}
-        for step in FULL_STEPS:
+        for step in chosen_steps:
             t = time.monotonic()
             step(conn, run)
             step_times[step.__name__[5:]] = round(time.monotonic() - t, 2)
@@ -837,6 +960,49 @@ def run_full(compression=None, *, scale=10, seconds=30, clients=2,
     except BaseException:
         if temp is not None:
             temp.close()
+        run.abandon()
+        raise
+
+
+def run_regress(compression=None, *, consistency_checking=False,
+                full_page_writes=True, data_checksums=False, settings=None,
+                skip=None, timeout=None, scenario="regress", min_free=None):
+    """PostgreSQL's regression suite as the workload; see the module
+    docstring.  skip: {test: reason} (default regress.DEFAULT_SKIP, the
+    tablespace test); timeout: pg_regress's (default regress's)."""
+    ok, why = pg_regress_harness.regress_available()
+    if not ok:
+        pytest.skip("pg_regress is not available: " + why)
+    merged = dict(pg_regress_harness.CLUSTER_SETTINGS)
+    merged.update(settings or {})
+    run = _Run(scenario, compression,
+               MIN_FREE_BYTES_REGRESS if min_free is None else min_free,
+               settings=_settings_for(consistency_checking, full_page_writes,
+                                      merged),
+               data_checksums=data_checksums)
+    try:
+        run.start_primary()
+        run.start_receiver()
+        run.base_backup()
+        run.start_standby()
+        outcome = pg_regress_harness.run_regress(
+            run.primary, os.path.join(run.work_dir, "pg_regress"),
+            skip=pg_regress_harness.DEFAULT_SKIP if skip is None else skip,
+            timeout=pg_regress_harness.DEFAULT_TIMEOUT if timeout is None
+            else timeout)
+        run.markers["regress_start"] = outcome.wal_start_lsn
+        run.markers["regress_end"] = outcome.wal_end_lsn
+        if not outcome.completed:
+            raise RuntimeError("pg_regress did not reach the end of its "
+                               "schedule (exit %s%s)\n%s"
+                               % (outcome.returncode,
+                                  ", timed out" if outcome.timed_out else "",
+                                  outcome.stdout[-3000:]))
+        run.phase("pg_regress")
+        result = run.finish([])
+        result.regress = outcome
+        return result
+    except BaseException:
         run.abandon()
         raise
 
