@@ -37,6 +37,15 @@ struct slot {
 	size_t errlen;
 	uint8_t *req;
 	size_t req_len, req_cap;
+	/* What the request in req is about, put in words only when it fails. */
+	struct {
+		const char *what; /* a fixed description; NULL: an apply, as below */
+		int rmid;         /* a mask request's rmgr (-1: none) */
+		struct ar_key key;
+		const struct ar_redo_record *records; /* the caller's, during the request */
+		size_t count;
+		char text[160];
+	} about;
 };
 
 struct ar_redopool {
@@ -45,6 +54,44 @@ struct ar_redopool {
 	struct slot *slots;
 	struct ar_redopool_stats stats; /* updated with atomics: slots run on many threads */
 };
+
+static struct slot *slot_of(struct ar_redo *redo)
+{
+	return (struct slot *)redo;
+}
+
+/* Set what the next request is about: a fixed text (rmid >= 0 adds the rmgr),
+ * or, with what NULL, an apply of count records to key. */
+static void about_set(struct slot *s, const char *what, int rmid, const struct ar_key *key,
+		      const struct ar_redo_record *records, size_t count)
+{
+	s->about.what = what;
+	s->about.rmid = rmid;
+	if (key)
+		s->about.key = *key;
+	s->about.records = records;
+	s->about.count = count;
+}
+
+/* The request in words, for an error message. */
+static const char *about(struct slot *s)
+{
+	const struct ar_key *k = &s->about.key;
+	const struct ar_redo_record *r = s->about.records;
+	size_t n = s->about.count;
+	if (s->about.what && s->about.rmid >= 0)
+		snprintf(s->about.text, sizeof(s->about.text), "%s (rmgr %d)", s->about.what,
+			 s->about.rmid);
+	else if (s->about.what)
+		snprintf(s->about.text, sizeof(s->about.text), "%s", s->about.what);
+	else
+		snprintf(s->about.text, sizeof(s->about.text),
+			 "block %u of %u/%u/%u fork %u (%zu records, %X/%08X to %X/%08X)", k->f6,
+			 k->f2, k->f3, k->f4, k->f5, n, (unsigned)(r[0].lsn >> 32),
+			 (unsigned)r[0].lsn, (unsigned)(r[n - 1].lsn >> 32),
+			 (unsigned)r[n - 1].lsn);
+	return s->about.text;
+}
 
 static void stat_add(uint64_t *counter, uint64_t n)
 {
@@ -256,7 +303,7 @@ static int slot_fail(struct slot *s, int rc, bool timed_out, const char *fmt, ..
 }
 
 /* Send the request, read reply_len bytes of answer (within the deadline). */
-static int slot_exchange(struct slot *s, uint8_t *reply, size_t reply_len, const char *about)
+static int slot_exchange(struct slot *s, uint8_t *reply, size_t reply_len)
 {
 	if (s->pid <= 0) {
 		int rc = helper_start(s);
@@ -284,12 +331,11 @@ static int slot_exchange(struct slot *s, uint8_t *reply, size_t reply_len, const
 		};
 		uint64_t now = now_ms();
 		if (now >= deadline)
-			return slot_fail(s, -ETIMEDOUT, true,
-					 "did not answer %s within %u ms", about,
-					 s->pool->cfg.timeout_ms);
+			return slot_fail(s, -ETIMEDOUT, true, "did not answer %s within %u ms",
+					 about(s), s->pool->cfg.timeout_ms);
 		int n = poll(p, 3, (int)(deadline - now));
 		if (n < 0 && errno != EINTR)
-			return slot_fail(s, -errno, false, "poll failed on %s", about);
+			return slot_fail(s, -errno, false, "poll failed on %s", about(s));
 		if (n <= 0)
 			continue;
 		if (p[1].revents)
@@ -300,30 +346,27 @@ static int slot_exchange(struct slot *s, uint8_t *reply, size_t reply_len, const
 				sent += (size_t)w;
 			else if (w < 0 && errno != EAGAIN && errno != EINTR)
 				return slot_fail(s, -AR_EREDO, false, "stopped reading %s (%s)",
-						 about, strerror(errno));
+						 about(s), strerror(errno));
 		}
 		if (p[0].revents) {
 			ssize_t r = read(s->from_fd, reply + got, reply_len - got);
 			if (r > 0)
 				got += (size_t)r;
 			else if (r == 0 || (errno != EAGAIN && errno != EINTR))
-				return slot_fail(s, -AR_EREDO, false, "failed on %s", about);
+				return slot_fail(s, -AR_EREDO, false, "failed on %s", about(s));
 		}
 	}
 	if (sent < s->req_len)
 		return slot_fail(s, -AR_EREDO, false, "answered %s before reading all of it",
-				 about);
+				 about(s));
 	return 0;
 }
-
-static struct slot *slot_of(struct ar_redo *redo);
 
 static int redopool_apply(struct ar_redo *redo, const struct ar_key *key, const uint8_t *base,
 			  uint32_t base_len, const struct ar_redo_record *records, size_t count,
 			  uint8_t out[AR_PAGE_BYTES], uint32_t *out_len)
 {
 	struct slot *s = slot_of(redo);
-	char about[160];
 	if (!ar_key_is_rel_block(key) || count == 0 || (base && base_len != AR_PAGE_BYTES)) {
 		snprintf(redo->err, sizeof(redo->err),
 			 "argon-walredo rebuilds relation pages from a page and records; "
@@ -331,11 +374,7 @@ static int redopool_apply(struct ar_redo *redo, const struct ar_key *key, const 
 			 key->f1, count, base ? base_len : 0);
 		return -EINVAL;
 	}
-	snprintf(about, sizeof(about),
-		 "block %u of %u/%u/%u fork %u (%zu records, %X/%08X to %X/%08X)", key->f6, key->f2,
-		 key->f3, key->f4, key->f5, count, (unsigned)(records[0].lsn >> 32),
-		 (unsigned)records[0].lsn, (unsigned)(records[count - 1].lsn >> 32),
-		 (unsigned)records[count - 1].lsn);
+	about_set(s, NULL, -1, key, records, count);
 	s->req_len = 0;
 	uint8_t *p = req_msg(s, AR_WALREDO_BEGIN, AR_WALREDO_TAG_BYTES);
 	if (p)
@@ -352,7 +391,8 @@ static int redopool_apply(struct ar_redo *redo, const struct ar_key *key, const 
 		if (v->kind != AR_VALUE_WAL) {
 			snprintf(redo->err, sizeof(redo->err),
 				 "the value at %X/%08X for %s is not a WAL record",
-				 (unsigned)(records[i].lsn >> 32), (unsigned)records[i].lsn, about);
+				 (unsigned)(records[i].lsn >> 32), (unsigned)records[i].lsn,
+				 about(s));
 			return -EINVAL;
 		}
 		p = req_msg(s, AR_WALREDO_APPLY, 8 + (size_t)v->len);
@@ -365,12 +405,12 @@ static int redopool_apply(struct ar_redo *redo, const struct ar_key *key, const 
 		p = req_msg(s, AR_WALREDO_GET, AR_WALREDO_TAG_BYTES);
 	if (!p) {
 		snprintf(redo->err, sizeof(redo->err),
-			 "out of memory building a redo request for %s", about);
+			 "out of memory building a redo request for %s", about(s));
 		return -ENOMEM;
 	}
 	put_tag(p, key);
 	stat_add(&s->pool->stats.records, count);
-	int rc = slot_exchange(s, out, AR_PAGE_BYTES, about);
+	int rc = slot_exchange(s, out, AR_PAGE_BYTES);
 	if (rc < 0)
 		return rc;
 	*out_len = AR_PAGE_BYTES;
@@ -378,11 +418,6 @@ static int redopool_apply(struct ar_redo *redo, const struct ar_key *key, const 
 }
 
 static const struct ar_redo_ops redopool_ops = { .apply = redopool_apply };
-
-static struct slot *slot_of(struct ar_redo *redo)
-{
-	return (struct slot *)redo;
-}
 
 int ar_redopool_mask(struct ar_redo *redo, uint8_t rmid, uint32_t blkno,
 		     uint8_t page[AR_PAGE_BYTES])
@@ -395,9 +430,8 @@ int ar_redopool_mask(struct ar_redo *redo, uint8_t rmid, uint32_t blkno,
 	p[0] = rmid;
 	ar_put_be32(p + 1, blkno);
 	memcpy(p + 5, page, AR_PAGE_BYTES);
-	char about[64];
-	snprintf(about, sizeof(about), "a mask request (rmgr %u)", rmid);
-	return slot_exchange(s, page, AR_PAGE_BYTES, about);
+	about_set(s, "a mask request", rmid, NULL, NULL, 0);
+	return slot_exchange(s, page, AR_PAGE_BYTES);
 }
 
 int ar_redopool_replayed(struct ar_redo *redo, char *buf, size_t len)
@@ -410,7 +444,8 @@ int ar_redopool_replayed(struct ar_redo *redo, char *buf, size_t len)
 	if (!req_msg(s, AR_WALREDO_STATS, 0))
 		return -ENOMEM;
 	uint8_t hdr[4];
-	int rc = slot_exchange(s, hdr, sizeof(hdr), "a stats request");
+	about_set(s, "a stats request", -1, NULL, NULL, 0);
+	int rc = slot_exchange(s, hdr, sizeof(hdr));
 	if (rc < 0)
 		return rc;
 	uint32_t n = ar_get_be32(hdr);
@@ -420,7 +455,8 @@ int ar_redopool_replayed(struct ar_redo *redo, char *buf, size_t len)
 	if (!text)
 		return -ENOMEM;
 	s->req_len = 0;
-	rc = n ? slot_exchange(s, (uint8_t *)text, n, "a stats reply") : 0;
+	about_set(s, "a stats reply", -1, NULL, NULL, 0);
+	rc = n ? slot_exchange(s, (uint8_t *)text, n) : 0;
 	if (rc == 0) {
 		text[n] = '\0';
 		snprintf(buf, len, "%s", text);
@@ -441,7 +477,8 @@ int ar_redopool_test_forbidden(struct ar_redo *redo)
 	if (!req_msg(s, AR_WALREDO_TEST_FORBIDDEN, 0))
 		return -ENOMEM;
 	uint8_t byte;
-	return slot_exchange(s, &byte, 1, "a forbidden system call (test)");
+	about_set(s, "a forbidden system call (test)", -1, NULL, NULL, 0);
+	return slot_exchange(s, &byte, 1);
 }
 
 /* ---- the pool ---- */
