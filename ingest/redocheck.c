@@ -4,7 +4,6 @@
 #include "ingest/redocheck.h"
 
 #include "common/bytes.h"
-#include "common/crc32c.h"
 #include "common/err.h"
 #include "engine/redopool.h"
 #include "ingest/import.h"
@@ -137,9 +136,7 @@ static int record_bytes(struct rc_ctx *c, const struct wal_record *rec, const ui
 	}
 	memcpy(c->raw, rec->raw, rec->tot_len);
 	c->raw[rec->main_data - rec->raw] ^= 0x01;
-	uint32_t crc = ar_crc32c_update(AR_CRC32C_INIT, c->raw + 24, rec->tot_len - 24);
-	crc = ar_crc32c_final(ar_crc32c_update(crc, c->raw, 20));
-	ar_put_le32(c->raw + 20, crc);
+	ar_put_le32(c->raw + 20, wal_record_crc(c->raw, rec->tot_len));
 	c->r->flipped = 1;
 	*out = c->raw;
 	return 0;

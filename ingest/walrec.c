@@ -168,6 +168,13 @@ static void assign_payload(struct wal_record *out, const uint8_t *p)
 	out->main_data = out->main_data_len ? p : NULL;
 }
 
+uint32_t wal_record_crc(const uint8_t *rec, uint32_t len)
+{
+	uint32_t crc = ar_crc32c_update(AR_CRC32C_INIT, rec + WAL_RECORD_HEADER_BYTES,
+					len - WAL_RECORD_HEADER_BYTES);
+	return ar_crc32c_final(ar_crc32c_update(crc, rec, 20));
+}
+
 int wal_record_decode(const uint8_t *rec, size_t len, struct wal_record *out, char err[160])
 {
 	if (len < WAL_RECORD_HEADER_BYTES || len > WAL_RECORD_BYTES_MAX)
@@ -175,10 +182,7 @@ int wal_record_decode(const uint8_t *rec, size_t len, struct wal_record *out, ch
 	uint32_t tot_len = ar_get_le32(rec);
 	if (tot_len != len)
 		return fail(err, "record length %u, %zu bytes given", tot_len, len);
-	uint32_t crc = ar_crc32c_update(AR_CRC32C_INIT, rec + WAL_RECORD_HEADER_BYTES,
-					len - WAL_RECORD_HEADER_BYTES);
-	crc = ar_crc32c_final(ar_crc32c_update(crc, rec, 20));
-	if (crc != ar_get_le32(rec + 20))
+	if (wal_record_crc(rec, (uint32_t)len) != ar_get_le32(rec + 20))
 		return fail(err, "incorrect resource manager data checksum");
 	memset(out, 0, offsetof(struct wal_record, blocks));
 	for (int i = 0; i <= WAL_MAX_BLOCK_ID; i++)

@@ -105,6 +105,10 @@ struct wal_record {
 
 const char *wal_rmgr_name(uint8_t rmid);
 
+/* A record's CRC-32C as PostgreSQL computes it: the bytes after the 24-byte
+ * header, then the header up to xl_crc (byte 20).  len >= the header. */
+uint32_t wal_record_crc(const uint8_t *rec, uint32_t len);
+
 /* Decode one whole record (tot_len bytes, header first) into out; pointers refer
  * into rec.  The CRC is checked first.  -AR_ECORRUPT with err saying what. */
 __attribute__((warn_unused_result)) int wal_record_decode(const uint8_t *rec, size_t len,

@@ -8,7 +8,6 @@
  * as a sequence of pages.
  */
 #include "common/assert.h"
-#include "common/crc32c.h"
 #include "common/err.h"
 #include "ingest/walrec.h"
 
@@ -40,8 +39,7 @@ static void fuzz_record(const uint8_t *data, size_t size)
 	memcpy(rec, data, size);
 	uint32_t n = (uint32_t)size;
 	memcpy(rec, &n, 4);
-	uint32_t crc = ar_crc32c_update(AR_CRC32C_INIT, rec + 24, size - 24);
-	crc = ar_crc32c_final(ar_crc32c_update(crc, rec, 20));
+	uint32_t crc = wal_record_crc(rec, n);
 	memcpy(rec + 20, &crc, 4);
 	if (wal_record_decode(rec, size, &r, err) == 0) {
 		for (int i = 0; i <= r.max_block_id; i++) {
