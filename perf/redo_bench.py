@@ -188,9 +188,9 @@ def make_wal(args, work, classes, counts):
 
 # -- Argon -------------------------------------------------------------------
 
-def argonctl(args, datadir, *argv):
-    cmd = [args.argonctl, "-D", datadir, "--image-threshold", "0"] + \
-        list(argv)
+def run_json(args, cmd):
+    """Run cmd; the JSON object it printed last (raising with its stderr if
+    it failed)."""
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=3600, env=args.env)
     if proc.returncode != 0:
@@ -198,6 +198,11 @@ def argonctl(args, datadir, *argv):
                                                    proc.returncode,
                                                    proc.stderr[-3000:]))
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def argonctl(args, datadir, *argv):
+    return run_json(args, [args.argonctl, "-D", datadir, "--image-threshold", "0"]
+                    + list(argv))
 
 
 def import_wal(args, work, wal):
@@ -237,13 +242,7 @@ def bench_run(args, datadir, requests, lsn, placement):
            "--json"]
     if cpu is not None:
         cmd += ["--cpu", str(cpu), "--helper-cpu", str(helper)]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=3600, env=args.env)
-    if proc.returncode != 0:
-        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd),
-                                                   proc.returncode,
-                                                   proc.stderr[-3000:]))
-    fig = json.loads(proc.stdout.strip().splitlines()[-1])
+    fig = run_json(args, cmd)
     fig["placement"] = placement
     fig["cpu_text"] = ("this process and helper on CPU %d" % cpu
                        if placement == "same" else
