@@ -61,6 +61,16 @@ static const struct knob knob_table[] = {
 	  AR_SHUTDOWN_MS_MAX, "time a clean shutdown may take before the process exits anyway" },
 	{ "log_min_level", KNOB_LEVEL, KNOB_FIELD(log_min_level), "log", 0, 0,
 	  "least severe level logged: debug, info, log, warning, error" },
+	{ "wal_receive", KNOB_COUNT, KNOB_FIELD(wal_receive), "1", 0, 1,
+	  "1 = stream WAL from attached primaries; 0 = only replay the durable WAL log" },
+	{ "wal_status_interval_ms", KNOB_MS, KNOB_FIELD(wal_status_interval_ms), "10s", 100,
+	  3600000, "standby status replies to a primary at least this often" },
+	{ "wal_checkpoint_interval_ms", KNOB_MS, KNOB_FIELD(wal_checkpoint_interval_ms), "10s", 100,
+	  3600000, "how often a live timeline persists its position and trims its WAL log" },
+	{ "checkpoint_distance_bytes", KNOB_BYTES, KNOB_FIELD(checkpoint_distance_bytes), "256MiB",
+	  1u << 20, 1ull << 40, "WAL held in memory before it is written as a layer file" },
+	{ "layer_cache_bytes", KNOB_BYTES, KNOB_FIELD(layer_cache_bytes), "256MiB", 1u << 20,
+	  1ull << 40, "each live tenant's cache of layer-file blocks" },
 };
 
 enum { KNOB_COUNT_TOTAL = sizeof(knob_table) / sizeof(knob_table[0]) };

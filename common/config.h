@@ -22,29 +22,34 @@ struct ar_config {
 	char data_dir[AR_PATH_BYTES_MAX];
 	char pg_listen_address[AR_CONFIG_ADDRESS_BYTES];
 	char http_listen_address[AR_CONFIG_ADDRESS_BYTES];
-	uint32_t core_count;              /* 0: one per online CPU */
+	uint32_t core_count; /* 0: one per online CPU */
 	uint32_t io_uring_depth_entries;
 	uint32_t core_ring_capacity_messages;
 	uint64_t core_arena_bytes;
 	uint64_t shutdown_timeout_ms;
 	enum ar_log_level log_min_level;
+	uint32_t wal_receive; /* 1: stream from attached primaries */
+	uint64_t wal_status_interval_ms;
+	uint64_t wal_checkpoint_interval_ms;
+	uint64_t checkpoint_distance_bytes; /* in-memory layer size before a flush */
+	uint64_t layer_cache_bytes;
 };
 
 void ar_config_init_defaults(struct ar_config *config);
 
 /* Set one knob from its text form; on error, err holds one line naming the knob. */
-__attribute__((warn_unused_result))
-int ar_config_set(struct ar_config *config, const char *key, const char *value,
-		  char err[AR_CONFIG_ERROR_BYTES]);
+__attribute__((warn_unused_result)) int ar_config_set(struct ar_config *config, const char *key,
+						      const char *value,
+						      char err[AR_CONFIG_ERROR_BYTES]);
 
 /* Read "key = value" lines from a file; stops at the first bad line. */
-__attribute__((warn_unused_result))
-int ar_config_load_file(struct ar_config *config, const char *path,
-			char err[AR_CONFIG_ERROR_BYTES]);
+__attribute__((warn_unused_result)) int ar_config_load_file(struct ar_config *config,
+							    const char *path,
+							    char err[AR_CONFIG_ERROR_BYTES]);
 
 /* Cross-knob checks; resolves core_count 0 to the number of online CPUs. */
-__attribute__((warn_unused_result))
-int ar_config_finish(struct ar_config *config, char err[AR_CONFIG_ERROR_BYTES]);
+__attribute__((warn_unused_result)) int ar_config_finish(struct ar_config *config,
+							 char err[AR_CONFIG_ERROR_BYTES]);
 
 /* Log every knob and its value once, at LOG level. */
 void ar_config_log(const struct ar_config *config);
@@ -54,14 +59,12 @@ void ar_config_print_table(FILE *out);
 
 /* "64MiB", "64MB", "65536", "8kB" -> bytes.  kB, MB, GB, TB are powers of 1024,
  * as in PostgreSQL. */
-__attribute__((warn_unused_result))
-int ar_parse_bytes(const char *text, uint64_t *bytes_out);
+__attribute__((warn_unused_result)) int ar_parse_bytes(const char *text, uint64_t *bytes_out);
 /* "250ms", "5s", "2min", "1h", "1d", "100" (ms) -> milliseconds. */
-__attribute__((warn_unused_result))
-int ar_parse_duration_ms(const char *text, uint64_t *ms_out);
+__attribute__((warn_unused_result)) int ar_parse_duration_ms(const char *text, uint64_t *ms_out);
 /* "host:port" or "[v6]:port"; host is an IP literal or "localhost". */
-__attribute__((warn_unused_result))
-int ar_parse_address(const char *text, char host_out[AR_CONFIG_ADDRESS_BYTES],
-		     uint16_t *port_out);
+__attribute__((warn_unused_result)) int ar_parse_address(const char *text,
+							 char host_out[AR_CONFIG_ADDRESS_BYTES],
+							 uint16_t *port_out);
 
 #endif

@@ -39,6 +39,8 @@
 #define AR_HTTP_CONNECTIONS_MAX 64
 /* Length of a filesystem path Argon builds. */
 #define AR_PATH_BYTES_MAX 4096
+/* Tenants one page server streams WAL into (one timeline each). */
+#define AR_LIVE_TENANTS_MAX 64
 /* Milliseconds a clean shutdown may take before the process gives up. */
 #define AR_SHUTDOWN_MS_MAX 60000
 

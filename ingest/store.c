@@ -5,6 +5,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "ingest/pgchecksum.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -79,8 +80,8 @@ static int store_tenant(struct ar_store *s, bool create, char err[STORE_ERROR_BY
 static int store_redo(struct ar_store *s, const struct store_options *o)
 {
 	char path[4096];
-	const char *helper = o->walredo_path ? o->walredo_path
-					     : ar_redopool_find_helper(path, sizeof(path));
+	const char *helper =
+	    o->walredo_path ? o->walredo_path : ar_redopool_find_helper(path, sizeof(path));
 	struct ar_redo *inner = NULL;
 	if (helper) {
 		struct ar_redopool_config cfg = { .helper_path = helper,
@@ -105,7 +106,7 @@ int store_open(const char *dir, const struct tl_id *tenant, bool create,
 	s->dd.dir_fd = s->dd.lock_fd = -1;
 	s->tenant_id = *tenant;
 	char derr[AR_CONFIG_ERROR_BYTES];
-	int rc = ar_datadir_open(dir, &s->dd, derr);
+	int rc = o->datadir_held ? 0 : ar_datadir_open(dir, &s->dd, derr);
 	if (rc < 0) {
 		snprintf(err, STORE_ERROR_BYTES, "%s", derr);
 		free(s);
@@ -250,10 +251,12 @@ int store_state_write(struct ar_store *s, const struct tl_id *tl, const struct i
 	store_lsn_text(st->consistent_lsn, b);
 	store_lsn_text(st->next_lsn, c);
 	snprintf(sys, sizeof(sys), "%" PRIu64, st->system_id);
-	json_t *j = json_pack("{s:s, s:i, s:i, s:s, s:s, s:s, s:b}", "system_id", sys, "seg_bytes",
-			      (json_int_t)st->seg_bytes, "pg_timeline", (json_int_t)st->pg_timeline,
-			      "base_start_lsn", a, "consistent_lsn", b, "next_lsn", c,
-			      "data_checksums", st->data_checksums);
+	json_t *j = json_pack("{s:s, s:i, s:i, s:s, s:s, s:s, s:b, s:s, s:s, s:s}", "system_id",
+			      sys, "seg_bytes", (json_int_t)st->seg_bytes, "pg_timeline",
+			      (json_int_t)st->pg_timeline, "base_start_lsn", a, "consistent_lsn", b,
+			      "next_lsn", c, "data_checksums", st->data_checksums,
+			      "primary_conninfo", st->primary_conninfo, "slot_name", st->slot_name,
+			      "application_name", st->application_name);
 	if (!j)
 		return -ENOMEM;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -282,6 +285,13 @@ static bool state_lsn(json_t *j, const char *name, ar_lsn *out)
 	return t && store_parse_lsn(t, out);
 }
 
+/* An optional string field (older states lack it). */
+static void state_string(json_t *j, const char *name, char *out, size_t n)
+{
+	const char *t = json_string_value(json_object_get(j, name));
+	snprintf(out, n, "%s", t ? t : "");
+}
+
 int store_state_read(struct ar_store *s, const struct tl_id *tl, struct ingest_state *st,
 		     char err[STORE_ERROR_BYTES])
 {
@@ -306,10 +316,92 @@ int store_state_read(struct ar_store *s, const struct tl_id *tl, struct ingest_s
 	st->seg_bytes = (uint32_t)json_integer_value(json_object_get(j, "seg_bytes"));
 	st->pg_timeline = (uint32_t)json_integer_value(json_object_get(j, "pg_timeline"));
 	st->data_checksums = json_is_true(json_object_get(j, "data_checksums"));
+	state_string(j, "primary_conninfo", st->primary_conninfo, sizeof(st->primary_conninfo));
+	state_string(j, "slot_name", st->slot_name, sizeof(st->slot_name));
+	state_string(j, "application_name", st->application_name, sizeof(st->application_name));
 	json_decref(j);
 	if (!ok || st->seg_bytes == 0) {
 		snprintf(err, STORE_ERROR_BYTES, "%s: missing or malformed fields", path);
 		return -AR_ECORRUPT;
 	}
 	return 0;
+}
+
+/* ---- reads and branches, for argonctl -D and the page server alike ---- */
+
+int store_check_read_lsn(struct ar_timeline *tl, const struct ingest_state *st, ar_lsn lsn,
+			 char err[STORE_ERROR_BYTES])
+{
+	char a[STORE_LSN_TEXT_BYTES], b[STORE_LSN_TEXT_BYTES];
+	store_lsn_text(lsn, a);
+	store_lsn_text(st->consistent_lsn, b);
+	if (st->consistent_lsn == 0 || lsn < st->consistent_lsn) {
+		snprintf(err, STORE_ERROR_BYTES,
+			 "LSN %s is below the base backup's end (%s): pages are not consistent "
+			 "there",
+			 a, st->consistent_lsn ? b : "not reached yet");
+		return -ERANGE;
+	}
+	if (lsn > tl_last_record_lsn(tl)) {
+		store_lsn_text(tl_last_record_lsn(tl), b);
+		snprintf(err, STORE_ERROR_BYTES, "LSN %s is past the last one stored (%s)", a, b);
+		return -ERANGE;
+	}
+	return 0;
+}
+
+int store_read_page(struct ar_timeline *tl, const struct ingest_state *st, struct ar_rel rel,
+		    uint32_t blkno, ar_lsn lsn, uint8_t page[AR_PAGE_BYTES],
+		    char err[STORE_ERROR_BYTES])
+{
+	uint32_t len = 0, n = 0;
+	int rc = store_check_read_lsn(tl, st, lsn, err);
+	if (rc < 0)
+		return rc;
+	rc = tl_rel_nblocks(tl, rel, lsn, &n);
+	if (rc == 0 && blkno >= n)
+		rc = -ERANGE;
+	struct ar_key k = ar_key_rel_block(rel, blkno);
+	if (rc == 0)
+		rc = tl_get(tl, &k, lsn, page, &len);
+	if (rc == -AR_ENOKEY && n > blkno) {
+		memset(page, 0, AR_PAGE_BYTES); /* below the size, never written */
+		len = AR_PAGE_BYTES;
+		rc = 0;
+	}
+	if (rc == 0 && len != AR_PAGE_BYTES)
+		rc = -AR_ECORRUPT;
+	if (rc < 0) {
+		snprintf(err, STORE_ERROR_BYTES, "block %u of %u/%u/%u fork %u: %s", blkno,
+			 rel.spc_oid, rel.db_oid, rel.rel_number, rel.fork,
+			 rc == -ERANGE      ? "beyond the relation's end"
+			 : rc == -AR_ENOKEY ? "no such relation at that LSN"
+			 : tl_error(tl)[0]  ? tl_error(tl)
+					    : strerror(-rc));
+		return rc;
+	}
+	if (st->data_checksums)
+		ar_pg_page_set_checksum(page, blkno);
+	return 0;
+}
+
+int store_branch(struct ar_store *s, const struct tl_id *parent, const struct ingest_state *st,
+		 ar_lsn lsn, const struct tl_id *child_id, char err[STORE_ERROR_BYTES])
+{
+	struct ar_timeline *child;
+	int rc = tenant_branch(s->tenant, parent, lsn, child_id, &child);
+	if (rc < 0) {
+		snprintf(err, STORE_ERROR_BYTES, "branching: %s",
+			 rc == -AR_EBELOWGC ? "the LSN is below the parent's GC cutoff"
+			 : rc == -ERANGE    ? "the LSN is outside the parent's history"
+			 : rc == -EEXIST    ? "the new timeline ID is taken"
+					    : strerror(-rc));
+		return rc;
+	}
+	struct ingest_state cst = *st;
+	cst.next_lsn = 0; /* a branch has no WAL source of its own yet */
+	cst.primary_conninfo[0] = cst.slot_name[0] = cst.application_name[0] = '\0';
+	if (cst.consistent_lsn > lsn)
+		cst.consistent_lsn = 0;
+	return store_state_write(s, child_id, &cst, err);
 }

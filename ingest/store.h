@@ -30,6 +30,8 @@ struct store_options {
 	uint64_t cache_bytes;
 	uint64_t checkpoint_distance_bytes;
 	struct tl_compact_params compact;
+	/* The caller (the page server) holds the data directory's lock already. */
+	bool datadir_held;
 };
 
 void store_options_default(struct store_options *o);
@@ -78,6 +80,10 @@ struct ingest_state {
 	/* Pages handed out (export, later the page service) carry PostgreSQL's
 	 * pd_checksum: from the base backup's pg_control, changeable per timeline. */
 	bool data_checksums;
+	/* The primary streamed from (argonctl attach); empty: none. */
+	char primary_conninfo[512];
+	char slot_name[64];
+	char application_name[64];
 };
 
 __attribute__((warn_unused_result)) int store_state_read(struct ar_store *s, const struct tl_id *tl,
@@ -88,6 +94,25 @@ __attribute__((warn_unused_result)) int store_state_write(struct ar_store *s,
 							  const struct tl_id *tl,
 							  const struct ingest_state *st,
 							  char err[STORE_ERROR_BYTES]);
+
+/* Reads are refused below the base backup's end (pages are not consistent
+ * there) and past the last LSN stored. */
+__attribute__((warn_unused_result)) int store_check_read_lsn(struct ar_timeline *tl,
+							     const struct ingest_state *st,
+							     ar_lsn lsn,
+							     char err[STORE_ERROR_BYTES]);
+/* A relation page as of lsn, as handed out: zeros for a block below the size
+ * never written, pd_checksum set when the timeline has data checksums. */
+__attribute__((warn_unused_result)) int store_read_page(struct ar_timeline *tl,
+							const struct ingest_state *st,
+							struct ar_rel rel, uint32_t blkno,
+							ar_lsn lsn, uint8_t page[AR_PAGE_BYTES],
+							char err[STORE_ERROR_BYTES]);
+/* A branch of parent at lsn, with an ingest state of its own (no WAL source). */
+__attribute__((warn_unused_result)) int store_branch(struct ar_store *s, const struct tl_id *parent,
+						     const struct ingest_state *st, ar_lsn lsn,
+						     const struct tl_id *child_id,
+						     char err[STORE_ERROR_BYTES]);
 
 /* "X/Y" LSN text, and back. */
 bool store_parse_lsn(const char *text, ar_lsn *out);

@@ -12,9 +12,27 @@
  * XLOG_SWITCH record the rest of the segment is skipped.  A page flagged
  * XLP_FIRST_IS_OVERWRITE_CONTRECORD (after a primary crash) ends the partial
  * record we hold: it was never completed and is dropped.
+ *
+ * A page may be fed in parts (wal_reader_page_part: only its first `valid` bytes
+ * are known yet, as from a live stream).  Bytes at or beyond valid never mean
+ * anything, zeros there included.  Each part of the page is taken whole or not at
+ * all, in three steps done once each, so feeding the page again resumes where the
+ * last feed stopped and hands no record over twice:
+ *
+ *   PART_HEADER        -> PART_CONTINUATION  the header is within valid [part_header]
+ *   PART_CONTINUATION  -> PART_RECORDS       the continuation ends within valid,
+ *                                            or fills a whole page [part_continuation]
+ *   PART_RECORDS       -> (page done)        every record is handed over; one that
+ *                                            goes on to the next page is taken
+ *                                            from a whole page only [page_records]
+ *
+ * Inside PART_RECORDS the position is r->next itself: each record handed over moves
+ * it, so nothing else needs remembering.  A whole page (wal_reader_page) never
+ * waits, so it runs the three steps in one call exactly as before parts existed.
  */
 #include "ingest/walrec.h"
 
+#include "common/assert.h"
 #include "common/bytes.h"
 #include "common/err.h"
 
@@ -24,6 +42,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* How far the page being fed has got; each step is done once, in this order. */
+enum part_step {
+	PART_HEADER,       /* nothing taken from the page yet */
+	PART_CONTINUATION, /* header checked: part_info, part_hdr */
+	PART_RECORDS,      /* continuation taken: records may start at part_off */
+};
 
 struct wal_reader {
 	uint32_t seg_bytes;
@@ -41,6 +66,14 @@ struct wal_reader {
 	bool in_record;
 	bool skipping; /* started inside a record: skip its continuation */
 	struct wal_record decoded;
+	/* The page whose feed returned AR_WAL_MORE: only it may be fed next. */
+	bool part_active;
+	ar_lsn part_lsn;
+	uint32_t part_valid;
+	enum part_step part_step;
+	uint16_t part_info;
+	uint32_t part_hdr;
+	uint32_t part_off;
 	char err[256];
 };
 
@@ -232,40 +265,90 @@ static int page_continuation(struct wal_reader *r, const uint8_t *page, ar_lsn p
 	return rc;
 }
 
-int wal_reader_page(struct wal_reader *r, const uint8_t *page, ar_lsn page_lsn, wal_record_fn *fn,
-		    void *ctx)
+/* The page must be fed again with more of it known: remember it. */
+static int part_more(struct wal_reader *r)
 {
-	uint16_t info = 0;
-	uint32_t hdr = 0, off;
-	bool more;
+	r->part_active = true;
+	return AR_WAL_MORE;
+}
 
+static uint32_t header_bytes(const struct wal_reader *r, ar_lsn page_lsn)
+{
+	return page_lsn % r->seg_bytes == 0 ? WAL_LONG_PAGE_HEADER_BYTES
+					    : WAL_SHORT_PAGE_HEADER_BYTES;
+}
+
+/* Step 1: whether the page is read at all, then its header once wholly known.
+ * *go_on: the page has more to give. */
+static int part_header(struct wal_reader *r, const uint8_t *page, ar_lsn page_lsn, uint32_t valid,
+		       bool *go_on)
+{
+	*go_on = false;
 	if (r->skip_to_segment_end && page_lsn < r->next)
 		return 0; /* after XLOG_SWITCH: the rest of the segment is unused */
-	r->skip_to_segment_end = false;
 	bool before_start = page_lsn + WAL_PAGE_BYTES <= r->next && !r->in_record && !r->skipping;
 	if (before_start && page_lsn % r->seg_bytes != 0)
 		return 0; /* before where we start */
+	/* Nothing changes until it is known: a zeroed header may be one not sent yet. */
+	if (valid < header_bytes(r, page_lsn))
+		return part_more(r);
+	r->skip_to_segment_end = false;
 	/* A segment's first page is always checked: it names the database system. */
-	int rc = page_header(r, page, page_lsn, &info, &hdr);
+	int rc = page_header(r, page, page_lsn, &r->part_info, &r->part_hdr);
 	if (rc != 0 || before_start)
 		return rc;
-	rc = page_continuation(r, page, page_lsn, info, hdr, &off, &more, fn, ctx);
+	r->part_step = PART_CONTINUATION;
+	*go_on = true;
+	return 0;
+}
+
+/* Step 2: the continuation the page starts with, taken only once all of it that
+ * is on this page is known, so it is never appended twice. */
+static int part_continuation(struct wal_reader *r, const uint8_t *page, ar_lsn page_lsn,
+			     uint32_t valid, bool *go_on, wal_record_fn *fn, void *ctx)
+{
+	uint32_t hdr = r->part_hdr, space = WAL_PAGE_BYTES - hdr;
+	bool more;
+
+	*go_on = false;
+	if (r->part_info & WAL_XLP_FIRST_IS_CONTRECORD) {
+		uint32_t rem = ar_get_le32(page + 16); /* in the header: known */
+		if (hdr + (rem < space ? rem : space) > valid)
+			return part_more(r);
+	}
+	int rc =
+	    page_continuation(r, page, page_lsn, r->part_info, hdr, &r->part_off, &more, fn, ctx);
 	if (rc != 0 || more || r->skip_to_segment_end)
 		return rc;
-	ar_lsn pos = page_lsn + off > r->next ? page_lsn + off : r->next;
+	r->part_step = PART_RECORDS;
+	*go_on = true;
+	return 0;
+}
+
+/* Step 3: the records that start on the page, from r->next on; each is handed
+ * over once it is wholly known, and one going on to the next page is taken only
+ * from a whole page. */
+static int page_records(struct wal_reader *r, const uint8_t *page, ar_lsn page_lsn, uint32_t valid,
+			wal_record_fn *fn, void *ctx)
+{
+	ar_lsn pos = page_lsn + r->part_off > r->next ? page_lsn + r->part_off : r->next;
 	/* Bounded: each pass moves pos forward by a whole record or ends the page. */
 	while (pos + 8 <= page_lsn + WAL_PAGE_BYTES) {
 		uint32_t o = (uint32_t)(pos - page_lsn);
+		if (o + 4 > valid)
+			return part_more(r); /* its length is not known yet */
 		uint32_t tot_len = ar_get_le32(page + o);
 		if (tot_len == 0)
 			return AR_WAL_END; /* zeroed space: nothing was written here */
 		if (tot_len < WAL_RECORD_HEADER_BYTES || tot_len > WAL_RECORD_BYTES_MAX)
 			return reader_fail(r, pos, "invalid record length %u", tot_len);
+		uint32_t n = tot_len < WAL_PAGE_BYTES - o ? tot_len : WAL_PAGE_BYTES - o;
+		if (o + n > valid)
+			return part_more(r);
 		r->rec_start = pos;
 		r->rec_len = 0;
 		r->rec_need = tot_len;
-		uint32_t n = tot_len < WAL_PAGE_BYTES - o ? tot_len : WAL_PAGE_BYTES - o;
-		rc = rec_append(r, page + o, n);
+		int rc = rec_append(r, page + o, n);
 		if (rc < 0)
 			return rc;
 		if (n < tot_len) {
@@ -280,4 +363,46 @@ int wal_reader_page(struct wal_reader *r, const uint8_t *page, ar_lsn page_lsn, 
 	if (r->next < page_lsn + WAL_PAGE_BYTES)
 		r->next = page_lsn + WAL_PAGE_BYTES;
 	return 0;
+}
+
+/* A feed out of order: a caller's mistake, refused without a change. */
+static int part_refuse(struct wal_reader *r, ar_lsn page_lsn, uint32_t valid)
+{
+	snprintf(r->err, sizeof(r->err),
+		 "WAL page %X/%08X (%u bytes) fed while page %X/%08X (%u bytes) is unfinished",
+		 (unsigned)(page_lsn >> 32), (unsigned)page_lsn, valid,
+		 (unsigned)(r->part_lsn >> 32), (unsigned)r->part_lsn, r->part_valid);
+	return -EINVAL;
+}
+
+int wal_reader_page_part(struct wal_reader *r, const uint8_t *page, ar_lsn page_lsn, uint32_t valid,
+			 wal_record_fn *fn, void *ctx)
+{
+	bool go_on = true;
+	int rc = 0;
+
+	if (valid > WAL_PAGE_BYTES)
+		return -EINVAL;
+	if (r->part_active && (page_lsn != r->part_lsn || valid < r->part_valid))
+		return part_refuse(r, page_lsn, valid);
+	if (!r->part_active)
+		r->part_step = PART_HEADER;
+	r->part_active = false; /* part_more() sets it again */
+	r->part_lsn = page_lsn;
+	r->part_valid = valid;
+	if (r->part_step == PART_HEADER)
+		rc = part_header(r, page, page_lsn, valid, &go_on);
+	if (go_on && r->part_step == PART_CONTINUATION)
+		rc = part_continuation(r, page, page_lsn, valid, &go_on, fn, ctx);
+	if (go_on)
+		rc = page_records(r, page, page_lsn, valid, fn, ctx);
+	/* A whole page never waits: wal_reader_page's callers see no AR_WAL_MORE. */
+	AR_ASSERT(!r->part_active || valid < WAL_PAGE_BYTES);
+	return rc;
+}
+
+int wal_reader_page(struct wal_reader *r, const uint8_t *page, ar_lsn page_lsn, wal_record_fn *fn,
+		    void *ctx)
+{
+	return wal_reader_page_part(r, page, page_lsn, WAL_PAGE_BYTES, fn, ctx);
 }

@@ -138,6 +138,20 @@ void wal_reader_destroy(struct wal_reader *r);
 __attribute__((warn_unused_result)) int wal_reader_page(struct wal_reader *r, const uint8_t *page,
 							ar_lsn page_lsn, wal_record_fn *fn,
 							void *ctx);
+/* The page at page_lsn of which only the first `valid` bytes are known yet
+ * (0..WAL_PAGE_BYTES; the rest may be zeros that mean nothing).  Records wholly
+ * inside the valid bytes go to fn.  Returns AR_WAL_MORE when the page must be fed
+ * again (same page_lsn, valid at least as large) before the next page; 0 when the
+ * page is done; AR_WAL_END or an error as wal_reader_page.  Feeding the same page
+ * again resumes where the last call stopped: no record is handed over twice.
+ * Feeding another page (or fewer bytes) after AR_WAL_MORE is refused: -EINVAL.
+ * A non-zero return of fn ends the call, as in wal_reader_page.  wal_reader_page
+ * is this with valid == WAL_PAGE_BYTES, which never waits. */
+#define AR_WAL_MORE 2
+__attribute__((warn_unused_result)) int wal_reader_page_part(struct wal_reader *r,
+							     const uint8_t *page, ar_lsn page_lsn,
+							     uint32_t valid, wal_record_fn *fn,
+							     void *ctx);
 const char *wal_reader_error(const struct wal_reader *r);
 /* The LSN the next record starts at (for resuming). */
 ar_lsn wal_reader_next_lsn(const struct wal_reader *r);

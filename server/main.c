@@ -222,6 +222,8 @@ int main(int argc, char **argv)
 		die(err);
 	}
 	log_cores(&s);
+	if (ar_server_live_load(&s) < 0)
+		die("could not start the live timelines");
 	if (ar_http_api_start(&s, &s.http) < 0)
 		die("could not start the management API");
 	AR_LOG(LOG, "server", "listening for PostgreSQL connections on %s", s.pg_address);
@@ -248,6 +250,7 @@ int main(int argc, char **argv)
 	if (pthread_create(&watchdog, NULL, shutdown_watchdog, &s) == 0)
 		pthread_detach(watchdog);
 	ar_http_api_stop(s.http);
+	ar_server_live_stop(&s);
 	ar_runtime_stop(s.runtime);
 	ar_runtime_destroy(s.runtime);
 	close(s.pg_listen_fd);

@@ -12,6 +12,7 @@
 #include "common/pglisten.h"
 #include "common/runtime.h"
 #include "common/datadir.h"
+#include "ingest/live.h"
 
 #include <stdint.h>
 #include <time.h>
@@ -36,10 +37,22 @@ struct ar_server {
 	struct ar_server_core cores[AR_CORES_MAX];
 	struct ar_pglisten *pglisten[AR_CORES_MAX]; /* written by each core's start hook */
 	struct http_api *http;
+	struct ar_live_set *live; /* server/live.c */
 };
 
 /* server/pgservice.c: answers simple queries on the PostgreSQL listener. */
 void ar_pgservice_query(void *ctx, const char *query, struct pgw_out *out);
+
+/* server/live.c: the live timelines (ingest/live.h), at most one per tenant. */
+__attribute__((warn_unused_result)) int ar_server_live_load(struct ar_server *s);
+void ar_server_live_stop(struct ar_server *s);
+__attribute__((warn_unused_result)) int
+ar_server_live_attach(struct ar_server *s, const struct tl_id *tenant, const struct tl_id *timeline,
+		      const char *conninfo, const char *slot, const char *appname,
+		      char err[LIVE_ERROR_BYTES]);
+/* The tenant's live timeline (its ingest thread serves the tenant's reads). */
+struct live_tl *ar_server_live_find(struct ar_server *s, const struct tl_id *tenant);
+uint32_t ar_server_live_list(struct ar_server *s, struct live_tl **out, uint32_t max);
 
 /* server/http_api.c: the management API (libmicrohttpd on its own thread). */
 __attribute__((warn_unused_result))

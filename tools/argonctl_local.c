@@ -450,26 +450,11 @@ static int cmd_import_wal(struct ctx *x)
 static int read_lsn(struct ctx *x, ar_lsn *lsn)
 {
 	*lsn = x->c->latest ? tl_last_record_lsn(x->tl) : x->c->lsn;
-	char a[STORE_LSN_TEXT_BYTES], b[STORE_LSN_TEXT_BYTES];
-	store_lsn_text(*lsn, a);
-	store_lsn_text(x->st.consistent_lsn, b);
 	if (!x->c->have_lsn) {
 		snprintf(x->err, sizeof(x->err), "--lsn is required");
 		return -EINVAL;
 	}
-	if (x->st.consistent_lsn == 0 || *lsn < x->st.consistent_lsn) {
-		snprintf(
-		    x->err, sizeof(x->err),
-		    "LSN %s is below the base backup's end (%s): pages are not consistent there", a,
-		    x->st.consistent_lsn ? b : "not reached yet");
-		return -ERANGE;
-	}
-	if (*lsn > tl_last_record_lsn(x->tl)) {
-		store_lsn_text(tl_last_record_lsn(x->tl), b);
-		snprintf(x->err, sizeof(x->err), "LSN %s is past the last one stored (%s)", a, b);
-		return -ERANGE;
-	}
-	return 0;
+	return store_check_read_lsn(x->tl, &x->st, *lsn, x->err);
 }
 
 static int cmd_export(struct ctx *x)
@@ -501,31 +486,11 @@ static int getpage_one(struct ctx *x, ar_lsn lsn, const uint64_t f[5], const cha
 {
 	struct ar_rel rel = { (uint32_t)f[0], (uint32_t)f[1], (uint32_t)f[2], (uint8_t)f[3] };
 	uint8_t page[AR_PAGE_BYTES];
-	uint32_t len = 0, n = 0;
-	int rc = tl_rel_nblocks(x->tl, rel, lsn, &n);
-	if (rc == 0 && f[4] >= n)
-		rc = -ERANGE;
-	struct ar_key k = ar_key_rel_block(rel, (uint32_t)f[4]);
-	if (rc == 0)
-		rc = tl_get(x->tl, &k, lsn, page, &len);
-	if (rc == -AR_ENOKEY && n > f[4]) {
-		memset(page, 0, sizeof(page)); /* below the size, never written */
-		len = AR_PAGE_BYTES;
-		rc = 0;
-	}
-	if (rc < 0) {
-		snprintf(x->err, sizeof(x->err), "block %" PRIu64 " of %u/%u/%u fork %u: %s", f[4],
-			 rel.spc_oid, rel.db_oid, rel.rel_number, rel.fork,
-			 rc == -ERANGE        ? "beyond the relation's end"
-			 : rc == -AR_ENOKEY   ? "no such relation at that LSN"
-			 : tl_error(x->tl)[0] ? tl_error(x->tl)
-					      : strerror(-rc));
+	int rc = store_read_page(x->tl, &x->st, rel, (uint32_t)f[4], lsn, page, x->err);
+	if (rc < 0)
 		return rc;
-	}
-	if (x->st.data_checksums && len == AR_PAGE_BYTES)
-		ar_pg_page_set_checksum(page, (uint32_t)f[4]);
 	int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, page, len) != (ssize_t)len) {
+	if (fd < 0 || write(fd, page, AR_PAGE_BYTES) != AR_PAGE_BYTES) {
 		snprintf(x->err, sizeof(x->err), "%s: %s", out, strerror(errno));
 		rc = -EIO;
 	}
@@ -603,26 +568,12 @@ static int cmd_getpage(struct ctx *x)
 
 static int cmd_branch(struct ctx *x)
 {
-	struct ar_timeline *child;
 	if (x->c->argc != 1 || !x->c->have_new || !x->c->have_lsn || x->c->latest)
 		return -EINVAL;
 	int rc = ctx_open(x, false, true);
 	if (rc < 0)
 		return rc;
-	rc = tenant_branch(x->s->tenant, &x->c->timeline, x->c->lsn, &x->c->new_timeline, &child);
-	if (rc < 0) {
-		snprintf(x->err, sizeof(x->err), "branching: %s",
-			 rc == -AR_EBELOWGC ? "the LSN is below the parent's GC cutoff"
-			 : rc == -ERANGE    ? "the LSN is outside the parent's history"
-			 : rc == -EEXIST    ? "the new timeline ID is taken"
-					    : strerror(-rc));
-		return rc;
-	}
-	struct ingest_state st = x->st;
-	st.next_lsn = 0; /* a branch has no WAL source of its own yet */
-	if (st.consistent_lsn > x->c->lsn)
-		st.consistent_lsn = 0;
-	return store_state_write(x->s, &x->c->new_timeline, &st, x->err);
+	return store_branch(x->s, &x->c->timeline, &x->st, x->c->lsn, &x->c->new_timeline, x->err);
 }
 
 static int cmd_gc(struct ctx *x)

@@ -1,0 +1,574 @@
+/*
+ * live.c - The ingest half of a live timeline (see live.h): the durable log
+ * replayed on start, then what the receiver makes durable decoded page by page
+ * (the newest page as far as it is durable) and ingested; layers flushed and
+ * compacted between batches; next_lsn persisted and the log trimmed at
+ * checkpoints; page reads and branches run here for the management API.
+ */
+#include "ingest/live_int.h"
+
+#include "common/err.h"
+#include "common/log.h"
+#include "ingest/import.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RECORDS_PER_BACKGROUND 4096
+#define RETRY_MS 1000
+
+uint64_t live_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void live_config_default(struct live_config *c)
+{
+	*c = (struct live_config){ .receive = true,
+				   .status_interval_ms = 10000,
+				   .checkpoint_interval_ms = 10000,
+				   .reconnect_max_ms = 5000 };
+	store_options_default(&c->store);
+}
+
+const char *live_state_name(enum live_state s)
+{
+	static const char *const names[] = { "starting", "connecting", "streaming",
+					     "waiting",  "stopped",    "idle" };
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+void live_set_error(struct live_tl *t, const char *fmt, ...)
+{
+	char text[LIVE_ERROR_BYTES], hex[33];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&t->mu);
+	bool same = strcmp(t->error, text) == 0;
+	snprintf(t->error, sizeof(t->error), "%s", text);
+	pthread_mutex_unlock(&t->mu);
+	tl_id_hex(&t->cfg.timeline, hex);
+	if (!same)
+		AR_LOG(WARNING, "live", "timeline %s: %s", hex, text);
+}
+
+void live_clear_error(struct live_tl *t)
+{
+	pthread_mutex_lock(&t->mu);
+	t->error[0] = '\0';
+	pthread_mutex_unlock(&t->mu);
+}
+
+/* ---- ingesting ---- */
+
+struct feed {
+	struct live_tl *t;
+	struct wal_reader *r;
+	struct wallog *log;
+	ar_lsn page_lsn; /* the page being fed */
+	uint64_t records_since;
+	uint8_t page[WAL_PAGE_BYTES];
+};
+
+static int on_record(void *ctx, const struct wal_record *rec)
+{
+	struct feed *f = ctx;
+	struct live_tl *t = f->t;
+	int rc = wi_record(t->wi, rec);
+	if (rc < 0)
+		return rc;
+	atomic_store(&t->ingested, rec->end_lsn);
+	atomic_fetch_add(&t->records, 1);
+	f->records_since++;
+	return 0;
+}
+
+/* A base backup without a manifest becomes consistent at the BACKUP_END record
+ * naming its start. */
+static bool note_consistency(struct live_tl *t)
+{
+	const struct wi_stats *ws = wi_stats(t->wi);
+	if (t->st.consistent_lsn || !ws->backup_end_lsn ||
+	    ws->backup_end_start != t->st.base_start_lsn)
+		return false;
+	t->st.consistent_lsn = ws->backup_end_lsn;
+	return true;
+}
+
+/* Everything in memory into layers, next_lsn persisted, the log trimmed below
+ * it.  The receiver's state is not touched. */
+static int checkpoint(struct live_tl *t, ar_lsn next_lsn)
+{
+	char err[STORE_ERROR_BYTES];
+	wi_maybe_freeze(t->wi, true);
+	int rc = tl_flush(t->tl);
+	if (rc == -EAGAIN)
+		rc = store_background(t->store, t->tl, err); /* backpressure: compact first */
+	else if (rc < 0)
+		snprintf(err, sizeof(err), "flushing layers: %s",
+			 tl_error(t->tl)[0] ? tl_error(t->tl) : strerror(-rc));
+	if (rc < 0) {
+		live_set_error(t, "checkpoint: %s", err);
+		return rc;
+	}
+	if (tl_disk_consistent_lsn(t->tl) < tl_last_record_lsn(t->tl))
+		return -EAGAIN; /* frozen layers still wait: next time */
+	t->st.next_lsn = next_lsn;
+	note_consistency(t);
+	rc = store_state_write(t->store, &t->cfg.timeline, &t->st, err);
+	if (rc < 0) {
+		live_set_error(t, "checkpoint: %s", err);
+		return rc;
+	}
+	atomic_store(&t->trim_lsn, next_lsn); /* the receiver trims the log below it */
+	return 0;
+}
+
+/* Feed pages from f->page_lsn up to what is durable.  0: caught up (the last
+ * page needs more); 1: stopped for background work; an error stops the
+ * timeline. */
+static int feed_durable(struct feed *f)
+{
+	struct live_tl *t = f->t;
+	char err[WALLOG_ERROR_BYTES], a[STORE_LSN_TEXT_BYTES];
+	for (;;) {
+		ar_lsn flushed = atomic_load(&t->flushed);
+		if (f->page_lsn >= flushed)
+			return 0;
+		uint32_t valid = flushed - f->page_lsn >= WAL_PAGE_BYTES
+				     ? WAL_PAGE_BYTES
+				     : (uint32_t)(flushed - f->page_lsn);
+		int64_t n = wallog_read(f->log, t->st.pg_timeline, f->page_lsn, f->page,
+					WAL_PAGE_BYTES, err);
+		store_lsn_text(f->page_lsn, a);
+		if (n < (int64_t)valid) {
+			live_set_error(t, "reading the WAL log at %s: %s", a,
+				       n < 0 ? err : "the segment is missing or short");
+			return n < 0 ? (int)n : -EIO;
+		}
+		int rc = wal_reader_page_part(f->r, f->page, f->page_lsn, valid, on_record, f);
+		if (rc == AR_WAL_MORE)
+			return 0;
+		if (rc == AR_WAL_END) {
+			live_set_error(t,
+				       "the WAL received ends at %s, before what the primary sent "
+				       "(a recycled or zeroed page)",
+				       a);
+			return -AR_ECORRUPT;
+		}
+		if (rc < 0) {
+			live_set_error(t, "%s",
+				       t->wi && wi_error(t->wi)[0] ? wi_error(t->wi)
+								   : wal_reader_error(f->r));
+			return rc;
+		}
+		f->page_lsn += WAL_PAGE_BYTES;
+		if (f->records_since >= RECORDS_PER_BACKGROUND)
+			return 1; /* let the loop do background work */
+	}
+}
+
+/* ---- the thread ---- */
+
+/* Replay the durable log from next_lsn to its end (records in layers are
+ * skipped); *end is where the first incomplete record starts. */
+static int replay(struct live_tl *t, ar_lsn *end)
+{
+	struct wal_import_options o = { .chunk_bytes = 1u << 20, .queue_depth = 8 };
+	struct wal_import_result res;
+	char err[STORE_ERROR_BYTES];
+	*end = t->st.next_lsn;
+	if (access(t->log_dir, F_OK) < 0)
+		return 0;
+	int rc = wal_import(t->store, t->tl, t->wi, t->log_dir, &t->st, &o, &res, err);
+	if (rc < 0 && !res.ingest_failed) {
+		/* A torn record at the end of what survived a crash: the log ends there. */
+		AR_LOG(WARNING, "live", "the WAL log ends at an invalid record: %s", err);
+		rc = 0;
+	}
+	if (rc < 0) {
+		live_set_error(t, "replaying the WAL log: %s", err);
+		return rc;
+	}
+	*end = res.next_lsn;
+	AR_LOG(LOG, "live", "replayed the WAL log: %" PRIu64 " records, up to %X/%X",
+	       wi_stats(t->wi)->records, (unsigned)(res.last_end_lsn >> 32),
+	       (unsigned)res.last_end_lsn);
+	return 0;
+}
+
+static void run_command(struct live_tl *t)
+{
+	pthread_mutex_lock(&t->mu);
+	struct live_cmd *c = t->cmd;
+	pthread_mutex_unlock(&t->mu);
+	if (!c)
+		return;
+	c->rc = c->fn(c->ctx, t->store, t->tl, &t->st, c->err);
+	pthread_mutex_lock(&t->mu);
+	t->cmd = NULL;
+	c->done = true;
+	pthread_cond_broadcast(&t->cmd_cv);
+	pthread_mutex_unlock(&t->mu);
+}
+
+/* Wait until the log grew past what was fed, a command came, or ms passed. */
+static void wait_work(struct live_tl *t, ar_lsn fed_upto, uint32_t ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&t->mu);
+	while (!atomic_load(&t->stop) && !t->cmd && atomic_load(&t->flushed) <= fed_upto &&
+	       pthread_cond_timedwait(&t->cv, &t->mu, &until) == 0) {
+	}
+	pthread_mutex_unlock(&t->mu);
+}
+
+static void poke_receiver(struct live_tl *t)
+{
+	uint64_t one = 1;
+	if (write(t->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		AR_LOG(WARNING, "live", "waking the receiver: %s", strerror(errno));
+}
+
+/* Layers flushed and compacted between batches; an error here (a full disk)
+ * is retried: what is in memory stays until it can be written. */
+static void background(struct live_tl *t, struct feed *f)
+{
+	char err[STORE_ERROR_BYTES];
+	wi_maybe_freeze(t->wi, false);
+	if (store_background(t->store, t->tl, err) < 0) {
+		live_set_error(t, "writing layers (will retry): %s", err);
+		wait_work(t, UINT64_MAX, RETRY_MS);
+	}
+	f->records_since = 0;
+}
+
+static bool receiving(struct live_tl *t)
+{
+	pthread_mutex_lock(&t->mu);
+	bool attached = t->conninfo[0] != '\0';
+	pthread_mutex_unlock(&t->mu);
+	return attached && t->cfg.receive;
+}
+
+static void ingest_loop(struct live_tl *t, struct feed *f)
+{
+	uint64_t last_cp = live_now_ns();
+	while (!atomic_load(&t->stop)) {
+		run_command(t);
+		ar_lsn before = atomic_load(&t->ingested);
+		int more = feed_durable(f);
+		if (more < 0) {
+			atomic_store(&t->state, LIVE_STOPPED);
+			live_receiver_stop(t);
+			break;
+		}
+		if (atomic_load(&t->ingested) != before)
+			poke_receiver(t);
+		if (f->records_since)
+			background(t, f);
+		uint64_t now = live_now_ns();
+		if (now - last_cp >= (uint64_t)t->cfg.checkpoint_interval_ms * 1000000u &&
+		    tl_last_record_lsn(t->tl) > tl_disk_consistent_lsn(t->tl)) {
+			if (checkpoint(t, wal_reader_next_lsn(f->r)) == 0)
+				last_cp = now;
+		}
+		if (!more)
+			wait_work(t, atomic_load(&t->flushed), 200);
+	}
+	while (!atomic_load(&t->stop)) { /* stopped on an error: still serve reads */
+		run_command(t);
+		wait_work(t, UINT64_MAX, 200);
+	}
+}
+
+static void *ingest_main(void *arg)
+{
+	struct live_tl *t = arg;
+	struct feed *f = calloc(1, sizeof(*f));
+	char err[WALLOG_ERROR_BYTES];
+	ar_lsn end = 0;
+	int rc = f ? replay(t, &end) : -ENOMEM;
+	if (rc == 0)
+		rc = wal_reader_create(end, t->seg_bytes, &f->r);
+	if (rc == 0) {
+		wal_reader_expect_system(f->r, t->system_id);
+		/* Made (and cleared of a crash's leftovers) before the receiver runs. */
+		rc = wallog_open(t->store->vfs, t->log_dir, t->seg_bytes, true, &f->log, err);
+		wallog_close(f->log);
+		f->log = NULL;
+		if (rc == 0)
+			rc = wallog_open(t->store->vfs, t->log_dir, t->seg_bytes, false, &f->log,
+					 err);
+		if (rc < 0)
+			live_set_error(t, "opening the WAL log: %s", err);
+	}
+	if (rc == 0) {
+		f->t = t;
+		/* The page holding end comes again from the primary (its head may never
+		 * have reached the log: a fresh timeline's log is empty). */
+		f->page_lsn = end - end % WAL_PAGE_BYTES;
+		atomic_store(&t->flushed, f->page_lsn);
+		atomic_store(&t->received, f->page_lsn);
+		atomic_store(&t->ingested, tl_last_record_lsn(t->tl));
+		if (receiving(t))
+			rc = live_receiver_start(t);
+		atomic_store(&t->state, receiving(t) ? LIVE_CONNECTING : LIVE_IDLE);
+	}
+	if (rc < 0)
+		atomic_store(&t->state, LIVE_STOPPED);
+	ingest_loop(t, f);
+	live_receiver_stop(t);
+	if (rc == 0 && atomic_load(&t->state) != LIVE_STOPPED && f->r)
+		checkpoint(t, wal_reader_next_lsn(f->r));
+	if (f) {
+		wallog_close(f->log);
+		wal_reader_destroy(f->r);
+	}
+	free(f);
+	return NULL;
+}
+
+/* ---- the API ---- */
+
+static void default_names(struct live_tl *t, const char *slot, const char *appname)
+{
+	char hex[33];
+	tl_id_hex(&t->cfg.timeline, hex);
+	hex[12] = '\0';
+	if (slot && slot[0])
+		snprintf(t->slot, sizeof(t->slot), "%s", slot);
+	else
+		snprintf(t->slot, sizeof(t->slot), "argon_%s", hex);
+	if (appname && appname[0])
+		snprintf(t->appname, sizeof(t->appname), "%s", appname);
+	else
+		snprintf(t->appname, sizeof(t->appname), "argon_%s", hex);
+}
+
+static int open_store(struct live_tl *t, char err[LIVE_ERROR_BYTES])
+{
+	char serr[STORE_ERROR_BYTES], hex[33];
+	struct store_options so = t->cfg.store;
+	so.datadir_held = true;
+	int rc = store_open(t->data_dir, &t->cfg.tenant, false, &so, &t->store, serr);
+	if (rc == 0) {
+		t->tl = tenant_timeline(t->store->tenant, &t->cfg.timeline);
+		tl_id_hex(&t->cfg.timeline, hex);
+		if (!t->tl) {
+			snprintf(serr, sizeof(serr), "unknown timeline %s", hex);
+			rc = -AR_ENOTIMELINE;
+		}
+	}
+	if (rc == 0)
+		rc = store_state_read(t->store, &t->cfg.timeline, &t->st, serr);
+	struct wi_target target = { .map = { .shard_count = 1 } };
+	target.shards[0] = t->tl;
+	if (rc == 0 && (rc = wi_create(&target, &t->wi)) < 0)
+		snprintf(serr, sizeof(serr), "starting the ingest: %s", strerror(-rc));
+	if (rc < 0)
+		snprintf(err, LIVE_ERROR_BYTES, "%s", serr);
+	return rc;
+}
+
+int live_start(const struct live_config *c, struct live_tl **out, char err[LIVE_ERROR_BYTES])
+{
+	struct live_tl *t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->cfg = *c;
+	t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	pthread_mutex_init(&t->mu, NULL);
+	pthread_cond_init(&t->cv, NULL);
+	pthread_cond_init(&t->cmd_cv, NULL);
+	snprintf(t->data_dir, sizeof(t->data_dir), "%s", c->data_dir);
+	char th[33], lh[33];
+	tl_id_hex(&c->tenant, th);
+	tl_id_hex(&c->timeline, lh);
+	snprintf(t->log_dir, sizeof(t->log_dir), "%s/wal/%s/%s", c->data_dir, th, lh);
+	atomic_store(&t->last_message_ns, -1);
+	int rc = t->wake_fd < 0 ? -errno : open_store(t, err);
+	if (rc == 0) {
+		t->system_id = t->st.system_id;
+		t->seg_bytes = t->st.seg_bytes;
+		t->tli = t->st.pg_timeline;
+		snprintf(t->conninfo, sizeof(t->conninfo), "%s", t->st.primary_conninfo);
+		default_names(t, t->st.slot_name, t->st.application_name);
+		atomic_store(&t->state, LIVE_STARTING);
+		rc = -pthread_create(&t->ing_thread, NULL, ingest_main, t);
+		t->ing_running = rc == 0;
+	}
+	if (rc < 0) {
+		if (!err[0])
+			snprintf(err, LIVE_ERROR_BYTES, "starting the timeline: %s", strerror(-rc));
+		live_stop(t);
+		return rc;
+	}
+	*out = t;
+	return 0;
+}
+
+void live_stop(struct live_tl *t)
+{
+	if (!t)
+		return;
+	atomic_store(&t->stop, true);
+	pthread_mutex_lock(&t->mu);
+	pthread_cond_broadcast(&t->cv);
+	pthread_mutex_unlock(&t->mu);
+	if (t->ing_running)
+		pthread_join(t->ing_thread, NULL);
+	live_receiver_stop(t);
+	wi_destroy(t->wi);
+	store_close(t->store);
+	if (t->wake_fd >= 0)
+		close(t->wake_fd);
+	pthread_cond_destroy(&t->cmd_cv);
+	pthread_cond_destroy(&t->cv);
+	pthread_mutex_destroy(&t->mu);
+	free(t);
+}
+
+/* The conninfo without its password (shown in the status). */
+static void redact(const char *in, char *out, size_t n)
+{
+	snprintf(out, n, "%s", in);
+	char *p = strstr(out, "password=");
+	if (!p)
+		return;
+	char *end = p + strlen("password=");
+	end += strcspn(end, " ");
+	memmove(p + strlen("password=***"), end, strlen(end) + 1);
+	memcpy(p, "password=***", strlen("password=***"));
+}
+
+void live_status(struct live_tl *t, struct live_status *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->state = (enum live_state)atomic_load(&t->state);
+	o->received = atomic_load(&t->received);
+	o->flushed = atomic_load(&t->flushed);
+	o->ingested = atomic_load(&t->ingested);
+	o->primary = atomic_load(&t->primary);
+	o->connects = atomic_load(&t->connects);
+	o->flushes = atomic_load(&t->flushes);
+	o->replies = atomic_load(&t->replies);
+	o->records = atomic_load(&t->records);
+	int64_t last = atomic_load(&t->last_message_ns);
+	o->last_message_age_ms =
+	    last < 0 ? -1 : (int64_t)(live_now_ns() - (uint64_t)last) / 1000000;
+	o->system_id = t->system_id;
+	pthread_mutex_lock(&t->mu);
+	o->pg_timeline = t->tli;
+	redact(t->conninfo, o->primary_conninfo, sizeof(o->primary_conninfo));
+	snprintf(o->slot_name, sizeof(o->slot_name), "%s", t->slot);
+	snprintf(o->application_name, sizeof(o->application_name), "%s", t->appname);
+	snprintf(o->error, sizeof(o->error), "%s", t->error);
+	pthread_mutex_unlock(&t->mu);
+}
+
+const struct tl_id *live_tenant(const struct live_tl *t)
+{
+	return &t->cfg.tenant;
+}
+
+const struct tl_id *live_timeline(const struct live_tl *t)
+{
+	return &t->cfg.timeline;
+}
+
+int live_call(struct live_tl *t, live_fn *fn, void *ctx, char err[STORE_ERROR_BYTES])
+{
+	struct live_cmd c = { .fn = fn, .ctx = ctx, .err = err };
+	err[0] = '\0';
+	pthread_mutex_lock(&t->mu);
+	while (t->cmd && !atomic_load(&t->stop))
+		pthread_cond_wait(&t->cmd_cv, &t->mu);
+	if (atomic_load(&t->stop)) {
+		pthread_mutex_unlock(&t->mu);
+		snprintf(err, STORE_ERROR_BYTES, "the timeline is stopping");
+		return -ESHUTDOWN;
+	}
+	t->cmd = &c;
+	pthread_cond_broadcast(&t->cv);
+	while (!c.done)
+		pthread_cond_wait(&t->cmd_cv, &t->mu);
+	pthread_mutex_unlock(&t->mu);
+	return c.rc;
+}
+
+struct attach_ctx {
+	struct live_tl *t;
+	const char *conninfo, *slot, *appname;
+};
+
+/* On the ingest thread (which owns the receiver's lifecycle): the attachment is
+ * persisted with the ingest state, then the receiver (re)starts with it. */
+static int attach_on_thread(void *ctx, struct ar_store *s, struct ar_timeline *tl,
+			    const struct ingest_state *st, char err[STORE_ERROR_BYTES])
+{
+	(void)tl;
+	(void)st;
+	struct attach_ctx *a = ctx;
+	struct live_tl *t = a->t;
+	live_receiver_stop(t);
+	pthread_mutex_lock(&t->mu);
+	snprintf(t->conninfo, sizeof(t->conninfo), "%s", a->conninfo);
+	default_names(t, a->slot, a->appname);
+	t->error[0] = '\0';
+	snprintf(t->st.primary_conninfo, sizeof(t->st.primary_conninfo), "%s", a->conninfo);
+	snprintf(t->st.slot_name, sizeof(t->st.slot_name), "%s", t->slot);
+	snprintf(t->st.application_name, sizeof(t->st.application_name), "%s", t->appname);
+	pthread_mutex_unlock(&t->mu);
+	int rc = store_state_write(s, &t->cfg.timeline, &t->st, err);
+	if (rc < 0 || !t->cfg.receive)
+		return rc;
+	rc = live_receiver_start(t);
+	if (rc < 0)
+		snprintf(err, STORE_ERROR_BYTES, "starting the receiver: %s", strerror(-rc));
+	else
+		atomic_store(&t->state, LIVE_CONNECTING);
+	return rc;
+}
+
+int live_attach(struct live_tl *t, const char *conninfo, const char *slot,
+		const char *application_name, char err[LIVE_ERROR_BYTES])
+{
+	char serr[STORE_ERROR_BYTES];
+	if (!conninfo || !conninfo[0] || strlen(conninfo) >= sizeof(t->conninfo)) {
+		snprintf(err, LIVE_ERROR_BYTES,
+			 "a primary connection string (under %zu bytes) is needed",
+			 sizeof(t->conninfo));
+		return -EINVAL;
+	}
+	if (atomic_load(&t->state) == LIVE_STOPPED) {
+		snprintf(err, LIVE_ERROR_BYTES,
+			 "the timeline stopped on an error; restart the server after fixing it");
+		return -EBUSY;
+	}
+	struct attach_ctx a = {
+		.t = t, .conninfo = conninfo, .slot = slot, .appname = application_name
+	};
+	int rc = live_call(t, attach_on_thread, &a, serr);
+	if (rc < 0)
+		snprintf(err, LIVE_ERROR_BYTES, "%s", serr);
+	return rc;
+}
