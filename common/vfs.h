@@ -24,12 +24,12 @@
 struct ar_vfs;
 
 enum ar_vfs_open_flags {
-	AR_VFS_READ = 0,          /* read only */
-	AR_VFS_WRITE = 1 << 0,    /* read and write */
-	AR_VFS_CREATE = 1 << 1,   /* create if missing (mode 0600) */
-	AR_VFS_EXCL = 1 << 2,     /* with CREATE: fail with -EEXIST if it exists */
-	AR_VFS_TRUNC = 1 << 3,    /* truncate to 0 on open */
-	AR_VFS_DIRECT = 1 << 4,   /* O_DIRECT where the backend has it (a hint) */
+	AR_VFS_READ = 0,        /* read only */
+	AR_VFS_WRITE = 1 << 0,  /* read and write */
+	AR_VFS_CREATE = 1 << 1, /* create if missing (mode 0600) */
+	AR_VFS_EXCL = 1 << 2,   /* with CREATE: fail with -EEXIST if it exists */
+	AR_VFS_TRUNC = 1 << 3,  /* truncate to 0 on open */
+	AR_VFS_DIRECT = 1 << 4, /* O_DIRECT where the backend has it (a hint) */
 };
 
 /* Called once per directory entry (not "." or ".."); a non-zero return stops the listing
@@ -42,6 +42,7 @@ struct ar_vfs_ops {
 	int64_t (*pread)(struct ar_vfs *vfs, int fd, void *buf, size_t len, uint64_t offset);
 	int64_t (*pwrite)(struct ar_vfs *vfs, int fd, const void *buf, size_t len, uint64_t offset);
 	int (*fsync)(struct ar_vfs *vfs, int fd);
+	int (*fdatasync)(struct ar_vfs *vfs, int fd);
 	int (*size)(struct ar_vfs *vfs, int fd, uint64_t *bytes_out);
 	int (*truncate)(struct ar_vfs *vfs, int fd, uint64_t bytes);
 	int (*rename)(struct ar_vfs *vfs, const char *from, const char *to);
@@ -81,6 +82,12 @@ static inline int64_t ar_vfs_pwrite(struct ar_vfs *v, int fd, const void *buf, s
 static inline int ar_vfs_fsync(struct ar_vfs *v, int fd)
 {
 	return v->ops->fsync(v, fd);
+}
+/* The data and what reading it needs (the size), not other metadata: for
+ * files whose size does not change (preallocated WAL segments). */
+static inline int ar_vfs_fdatasync(struct ar_vfs *v, int fd)
+{
+	return v->ops->fdatasync(v, fd);
 }
 static inline int ar_vfs_size(struct ar_vfs *v, int fd, uint64_t *bytes_out)
 {
@@ -128,13 +135,12 @@ static inline void ar_vfs_destroy(struct ar_vfs *v)
 /* ---- backends ---- */
 
 /* The kernel through a private io_uring ring of ring_entries (>= 8). */
-__attribute__((warn_unused_result))
-int ar_vfs_real_create(uint32_t ring_entries, struct ar_vfs **vfs_out);
+__attribute__((warn_unused_result)) int ar_vfs_real_create(uint32_t ring_entries,
+							   struct ar_vfs **vfs_out);
 
 /* An empty in-memory disk; the seed drives which bytes of torn writes survive.  Paths
  * are absolute or relative to the sim's root; "." and ".." are refused (-EINVAL). */
-__attribute__((warn_unused_result))
-int ar_vfs_sim_create(uint64_t seed, struct ar_vfs **vfs_out);
+__attribute__((warn_unused_result)) int ar_vfs_sim_create(uint64_t seed, struct ar_vfs **vfs_out);
 
 /* Sim only.  Mutating operations are counted from 1 (every call, failed or not, except
  * while crashed): pwrite, fsync, truncate, rename, unlink, mkdir, rmdir, fsync_dir,

@@ -223,17 +223,22 @@ static int64_t real_pwrite(struct ar_vfs *v, int fd, const void *buf, size_t len
 	return (int64_t)done;
 }
 
-static int real_fsync_fd(struct real *r, int fd)
+static int real_fsync_fd(struct real *r, int fd, unsigned flags)
 {
 	struct io_uring_sqe *sqe = real_sqe(r);
 	if (sqe)
-		io_uring_prep_fsync(sqe, fd, 0);
+		io_uring_prep_fsync(sqe, fd, flags);
 	return real_run(r, sqe);
 }
 
 static int real_fsync(struct ar_vfs *v, int fd)
 {
-	return real_fsync_fd(real_of(v), fd);
+	return real_fsync_fd(real_of(v), fd, 0);
+}
+
+static int real_fdatasync(struct ar_vfs *v, int fd)
+{
+	return real_fsync_fd(real_of(v), fd, IORING_FSYNC_DATASYNC);
 }
 
 static int real_truncate(struct ar_vfs *v, int fd, uint64_t bytes)
@@ -295,7 +300,7 @@ static int real_fsync_dir(struct ar_vfs *v, const char *path)
 	int rc = real_openat(r, path, O_RDONLY | O_DIRECTORY, &fd);
 	if (rc < 0)
 		return rc;
-	rc = real_fsync_fd(r, fd);
+	rc = real_fsync_fd(r, fd, 0);
 	int close_rc = real_close(v, fd);
 	return rc < 0 ? rc : close_rc;
 }
@@ -351,6 +356,7 @@ static const struct ar_vfs_ops real_ops = {
 	.pread = real_pread,
 	.pwrite = real_pwrite,
 	.fsync = real_fsync,
+	.fdatasync = real_fdatasync,
 	.size = real_size,
 	.truncate = real_truncate,
 	.rename = real_rename,

@@ -945,6 +945,7 @@ static const struct ar_vfs_ops sim_ops = {
 	.pread = sim_pread,
 	.pwrite = sim_pwrite,
 	.fsync = sim_fsync,
+	.fdatasync = sim_fsync, /* the sim keeps no metadata apart from data */
 	.size = sim_size,
 	.truncate = sim_truncate,
 	.rename = sim_rename,

@@ -7,6 +7,7 @@
  */
 #include "ingest/live_int.h"
 
+#include "common/bytes.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "ingest/import.h"
@@ -179,6 +180,16 @@ static int feed_durable(struct feed *f)
 	}
 }
 
+/* The log holds the page at f->page_lsn: its header names that address. */
+static bool log_has_page(struct feed *f)
+{
+	char err[WALLOG_ERROR_BYTES];
+	int64_t n =
+	    wallog_read(f->log, f->t->st.pg_timeline, f->page_lsn, f->page, WAL_PAGE_BYTES, err);
+	return n == WAL_PAGE_BYTES && ar_get_le16(f->page) == WAL_PAGE_MAGIC &&
+	       ar_get_le64(f->page + 8) == f->page_lsn;
+}
+
 /* ---- the thread ---- */
 
 /* Replay the durable log from next_lsn to its end (records in layers are
@@ -323,11 +334,13 @@ static void *ingest_main(void *arg)
 	}
 	if (rc == 0) {
 		f->t = t;
-		/* The page holding end comes again from the primary (its head may never
-		 * have reached the log: a fresh timeline's log is empty). */
+		/* Everything below end is durable in the log, when the log holds the
+		 * page end is on (a fresh timeline's log is empty: that page then
+		 * comes from the primary first).  The receiver starts at that page. */
 		f->page_lsn = end - end % WAL_PAGE_BYTES;
-		atomic_store(&t->flushed, f->page_lsn);
-		atomic_store(&t->received, f->page_lsn);
+		ar_lsn durable = log_has_page(f) ? end : f->page_lsn;
+		atomic_store(&t->flushed, durable);
+		atomic_store(&t->received, durable);
 		atomic_store(&t->ingested, tl_last_record_lsn(t->tl));
 		if (receiving(t))
 			rc = live_receiver_start(t);

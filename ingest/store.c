@@ -385,6 +385,27 @@ int store_read_page(struct ar_timeline *tl, const struct ingest_state *st, struc
 	return 0;
 }
 
+int store_read_slru(struct ar_timeline *tl, const struct ingest_state *st, enum ar_slru kind,
+		    uint32_t segno, uint32_t blkno, ar_lsn lsn, uint8_t page[AR_PAGE_BYTES],
+		    char err[STORE_ERROR_BYTES])
+{
+	uint32_t len = 0;
+	int rc = store_check_read_lsn(tl, st, lsn, err);
+	if (rc < 0)
+		return rc;
+	struct ar_key k = ar_key_slru_block(kind, segno, blkno);
+	rc = tl_get(tl, &k, lsn, page, &len);
+	if (rc == 0 && len != AR_PAGE_BYTES)
+		rc = -AR_ECORRUPT;
+	if (rc < 0)
+		snprintf(err, STORE_ERROR_BYTES, "SLRU %u segment %04X block %u: %s",
+			 (unsigned)kind, segno, blkno,
+			 rc == -AR_ENOKEY  ? "no such page at that LSN"
+			 : tl_error(tl)[0] ? tl_error(tl)
+					   : strerror(-rc));
+	return rc;
+}
+
 int store_branch(struct ar_store *s, const struct tl_id *parent, const struct ingest_state *st,
 		 ar_lsn lsn, const struct tl_id *child_id, char err[STORE_ERROR_BYTES])
 {

@@ -108,6 +108,10 @@ __attribute__((warn_unused_result)) int store_read_page(struct ar_timeline *tl,
 							struct ar_rel rel, uint32_t blkno,
 							ar_lsn lsn, uint8_t page[AR_PAGE_BYTES],
 							char err[STORE_ERROR_BYTES]);
+/* An SLRU page (clog, multixact members or offsets) as of lsn. */
+__attribute__((warn_unused_result)) int store_read_slru(
+    struct ar_timeline *tl, const struct ingest_state *st, enum ar_slru kind, uint32_t segno,
+    uint32_t blkno, ar_lsn lsn, uint8_t page[AR_PAGE_BYTES], char err[STORE_ERROR_BYTES]);
 /* A branch of parent at lsn, with an ingest state of its own (no WAL source). */
 __attribute__((warn_unused_result)) int store_branch(struct ar_store *s, const struct tl_id *parent,
 						     const struct ingest_state *st, ar_lsn lsn,

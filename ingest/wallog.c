@@ -305,7 +305,7 @@ static int wl_fd_sync(struct wallog *l, struct wallog_fd *f, char *err)
 {
 	char path[AR_PATH_BYTES_MAX];
 
-	int rc = ar_vfs_fsync(l->vfs, f->fd);
+	int rc = ar_vfs_fdatasync(l->vfs, f->fd);
 	if (rc < 0) {
 		wl_path(l, f->tli, f->segno, "", path);
 		return wl_fail(err, rc, "syncing WAL segment %s", path);

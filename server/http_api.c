@@ -9,6 +9,9 @@
  *   GET  /v1/tenant/<tenant>/timeline/<timeline>/wal      its WAL positions
  *   GET  /v1/tenant/<tenant>/timeline/<timeline>/page?rel=SPC/DB/REL&fork=F&blk=N&lsn=X/Y|latest
  *                     one 8 KiB page (application/octet-stream)
+ *   GET  /v1/tenant/<tenant>/timeline/<timeline>/slru?kind=clog&segno=S&blk=N&lsn=X/Y|latest
+ *                     one 8 KiB SLRU page (kind: clog, multixact_members,
+ *                     multixact_offsets)
  *   POST /v1/tenant/<tenant>/timeline/<timeline>/branch   {"new_timeline": id, "lsn": "X/Y"}
  *
  * Pages and branches run on the tenant's live timeline's ingest thread (which
@@ -206,6 +209,9 @@ static enum MHD_Result route_attach(struct http_api *api, struct MHD_Connection 
 struct page_req {
 	struct tl_id timeline;
 	struct ar_rel rel;
+	bool slru;
+	enum ar_slru kind;
+	uint32_t segno;
 	uint32_t blkno;
 	ar_lsn lsn;
 	bool latest;
@@ -230,6 +236,8 @@ static int page_on_thread(void *ctx, struct ar_store *s, struct ar_timeline *tl,
 		st = &bst;
 	}
 	ar_lsn lsn = p->latest ? tl_last_record_lsn(tl) : p->lsn;
+	if (p->slru)
+		return store_read_slru(tl, st, p->kind, p->segno, p->blkno, lsn, p->page, err);
 	return store_read_page(tl, st, p->rel, p->blkno, lsn, p->page, err);
 }
 
@@ -331,7 +339,7 @@ static enum MHD_Result route_timeline(struct http_api *api, struct MHD_Connectio
 					  http_error("no WAL is streamed into this timeline", url));
 		return http_reply(conn, MHD_HTTP_OK, live_json(t));
 	}
-	if (get && strcmp(r.action, "page") == 0)
+	if (get && (strcmp(r.action, "page") == 0 || strcmp(r.action, "slru") == 0))
 		return route_page(api, conn, url, &r);
 	if (!post)
 		return http_reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED,

@@ -6,6 +6,7 @@
  *            [--slot NAME] [--application-name NAME]
  *   argonctl ... wal                      the timeline's WAL positions and lag
  *   argonctl ... getpage --lsn LSN|latest SPC DB REL FORK BLOCK FILE
+ *   argonctl ... getslru --lsn LSN|latest KIND SEGNO BLOCK FILE
  *   argonctl ... branch --lsn LSN --new ID
  *
  * The API address comes from --api, else $ARGON_API_URL, else the default
@@ -160,6 +161,8 @@ static void usage(FILE *out)
 	    "  wal              the timeline's received, flushed and ingested LSNs and lag\n"
 	    "  getpage --lsn LSN|latest SPC DB REL FORK BLOCK FILE\n"
 	    "                   one 8 KiB page as of LSN, from the running server\n"
+	    "  getslru --lsn LSN|latest KIND SEGNO BLOCK FILE\n"
+	    "                   an SLRU page (clog, multixact_members, multixact_offsets)\n"
 	    "  branch --lsn LSN --new ID\n"
 	    "                   a copy-on-write branch of the timeline at LSN\n\n"
 	    "Options:\n"
@@ -249,13 +252,9 @@ static int cmd_branch(const struct opts *o)
 	return finish(j, status, o, NULL);
 }
 
-static int cmd_getpage(const struct opts *o, char **w)
+/* GET path into FILE (8 KiB), or print the server's error. */
+static int get_page_file(const struct opts *o, const char *path, const char *file)
 {
-	char path[400];
-	timeline_path(o, "page", path, sizeof(path));
-	size_t n = strlen(path);
-	snprintf(path + n, sizeof(path) - n, "?rel=%s/%s/%s&fork=%s&blk=%s&lsn=%s", w[0], w[1],
-		 w[2], w[3], w[4], o->lsn);
 	struct reply r = { 0 };
 	long status = 0;
 	int rc = EXIT_SERVER;
@@ -263,11 +262,11 @@ static int cmd_getpage(const struct opts *o, char **w)
 		json_error_t jerr;
 		json_t *j =
 		    status == 200 ? NULL : json_loadb(r.data ? r.data : "", r.len, 0, &jerr);
-		FILE *f = status == 200 && r.len == 8192 ? fopen(w[5], "wb") : NULL;
+		FILE *f = status == 200 && r.len == 8192 ? fopen(file, "wb") : NULL;
 		if (f && fwrite(r.data, 1, r.len, f) == r.len && fclose(f) == 0)
 			rc = 0;
 		else if (status == 200)
-			fprintf(stderr, "argonctl: writing %s failed\n", w[5]);
+			fprintf(stderr, "argonctl: writing %s failed\n", file);
 		else
 			fprintf(stderr, "argonctl: the management API answered HTTP %ld: %s\n",
 				status, j ? json_string_value(json_object_get(j, "error")) : "?");
@@ -275,6 +274,26 @@ static int cmd_getpage(const struct opts *o, char **w)
 	}
 	free(r.data);
 	return rc;
+}
+
+static int cmd_getpage(const struct opts *o, char **w)
+{
+	char path[400];
+	timeline_path(o, "page", path, sizeof(path));
+	size_t n = strlen(path);
+	snprintf(path + n, sizeof(path) - n, "?rel=%s/%s/%s&fork=%s&blk=%s&lsn=%s", w[0], w[1],
+		 w[2], w[3], w[4], o->lsn);
+	return get_page_file(o, path, w[5]);
+}
+
+static int cmd_getslru(const struct opts *o, char **w)
+{
+	char path[400];
+	timeline_path(o, "slru", path, sizeof(path));
+	size_t n = strlen(path);
+	snprintf(path + n, sizeof(path) - n, "?kind=%s&segno=%s&blk=%s&lsn=%s", w[0], w[1], w[2],
+		 o->lsn);
+	return get_page_file(o, path, w[3]);
 }
 
 static int run(const struct opts *o, int argc, char **argv)
@@ -297,6 +316,8 @@ static int run(const struct opts *o, int argc, char **argv)
 		return cmd_branch(o);
 	if (strcmp(cmd, "getpage") == 0 && argc == 7 && o->lsn)
 		return cmd_getpage(o, argv + 1);
+	if (strcmp(cmd, "getslru") == 0 && argc == 5 && o->lsn)
+		return cmd_getslru(o, argv + 1);
 	fprintf(stderr, "argonctl: unknown command or wrong operands \"%s\"\n", cmd);
 	usage(stderr);
 	return EXIT_USAGE;
