@@ -23,6 +23,12 @@
 #include <unistd.h>
 
 #define RECORDS_PER_BACKGROUND 4096
+/* access/xact.h facts: xl_info op bits, and xinfo after the commit time. */
+#define XACT_OPMASK 0x70
+#define XACT_COMMIT 0x00
+#define XACT_COMMIT_PREPARED 0x30
+#define XACT_HAS_INFO 0x80
+#define XACT_COMPLETION_APPLY_FEEDBACK (1u << 29)
 #define RETRY_MS 1000
 
 uint64_t live_now_ns(void)
@@ -77,10 +83,23 @@ struct feed {
 	struct live_tl *t;
 	struct wal_reader *r;
 	struct wallog *log;
-	ar_lsn page_lsn; /* the page being fed */
+	ar_lsn page_lsn;     /* the page being fed */
+	bool apply_feedback; /* a commit waits for the apply position */
 	uint64_t records_since;
 	uint8_t page[WAL_PAGE_BYTES];
 };
+
+/* A commit whose backend waits for synchronous_commit = remote_apply: the
+ * apply position is reported at once (as PostgreSQL's startup process asks its
+ * walreceiver to); otherwise it goes with the next flush reply. */
+static bool wants_apply_feedback(const struct wal_record *rec)
+{
+	uint8_t op = rec->info & XACT_OPMASK;
+	if (rec->rmid != WAL_RM_XACT || (op != XACT_COMMIT && op != XACT_COMMIT_PREPARED) ||
+	    !(rec->info & XACT_HAS_INFO) || rec->main_data_len < 12)
+		return false;
+	return (ar_get_le32(rec->main_data + 8) & XACT_COMPLETION_APPLY_FEEDBACK) != 0;
+}
 
 static int on_record(void *ctx, const struct wal_record *rec)
 {
@@ -92,6 +111,7 @@ static int on_record(void *ctx, const struct wal_record *rec)
 	atomic_store(&t->ingested, rec->end_lsn);
 	atomic_fetch_add(&t->records, 1);
 	f->records_since++;
+	f->apply_feedback |= wants_apply_feedback(rec);
 	return 0;
 }
 
@@ -292,8 +312,9 @@ static void ingest_loop(struct live_tl *t, struct feed *f)
 			live_receiver_stop(t);
 			break;
 		}
-		if (atomic_load(&t->ingested) != before)
+		if (f->apply_feedback && atomic_load(&t->ingested) != before)
 			poke_receiver(t);
+		f->apply_feedback = false;
 		if (f->records_since)
 			background(t, f);
 		uint64_t now = live_now_ns();

@@ -52,6 +52,10 @@ struct session {
 	uint64_t last_reply_ns;
 	ar_lsn last_reply_apply;
 	bool streamed; /* got WAL in this session: the backoff starts over */
+	bool poked;    /* the ingest asked for an apply report */
+	uint8_t *buf;  /* WAL gathered since the last write (GROUP_BYTES) */
+	size_t buf_len;
+	ar_lsn buf_lsn;
 	ar_lsn trimmed;
 };
 
@@ -121,28 +125,57 @@ static int send_reply(struct session *s, bool reply_requested)
 
 /* ---- the stream ---- */
 
-static int on_xlogdata(struct session *s, const uint8_t *m, int len)
+/* Write the gathered WAL to the log (one write per group, not per message). */
+static int write_out(struct session *s)
 {
 	struct live_tl *t = s->t;
-	char a[STORE_LSN_TEXT_BYTES], b[STORE_LSN_TEXT_BYTES], err[WALLOG_ERROR_BYTES];
+	char a[STORE_LSN_TEXT_BYTES], err[WALLOG_ERROR_BYTES];
+	if (!s->buf_len)
+		return 0;
+	if (wallog_write(s->log, s->tli, s->buf_lsn, s->buf, s->buf_len, err) < 0) {
+		lsn_text(s->buf_lsn, a);
+		s->buf_len = 0;
+		return fail(s, SESSION_RETRY, "writing WAL at %s to the log: %s", a, err);
+	}
+	ar_lsn end = s->buf_lsn + s->buf_len;
+	if (end > atomic_load(&t->received))
+		atomic_store(&t->received, end);
+	s->buf_len = 0;
+	return 0;
+}
+
+static int on_xlogdata(struct session *s, const uint8_t *m, int len)
+{
+	char a[STORE_LSN_TEXT_BYTES], b[STORE_LSN_TEXT_BYTES];
 	if (len < XLOGDATA_HEADER)
 		return fail(s, SESSION_RETRY, "a WAL data message of %d bytes is too short", len);
-	ar_lsn start = be64(m + 1), received = atomic_load(&t->received);
-	atomic_store(&t->primary, be64(m + 9));
-	if (start > received) {
+	ar_lsn start = be64(m + 1),
+	       have = s->buf_len ? s->buf_lsn + s->buf_len : atomic_load(&s->t->received);
+	atomic_store(&s->t->primary, be64(m + 9));
+	if (start > have) {
 		lsn_text(start, a);
-		lsn_text(received, b);
+		lsn_text(have, b);
 		return fail(s, SESSION_FATAL, "the primary sent WAL at %s, leaving a gap after %s",
 			    a, b);
 	}
 	size_t n = (size_t)len - XLOGDATA_HEADER;
-	if (n && wallog_write(s->log, s->tli, start, m + XLOGDATA_HEADER, n, err) < 0) {
-		lsn_text(start, a);
-		return fail(s, SESSION_RETRY, "writing WAL at %s to the log: %s", a, err);
-	}
-	if (start + n > received)
-		atomic_store(&t->received, start + n);
 	s->streamed = true;
+	if (s->buf_len && (start != have || s->buf_len + n > GROUP_BYTES)) {
+		int rc = write_out(s);
+		if (rc)
+			return rc;
+	}
+	if (!s->buf_len)
+		s->buf_lsn = start;
+	if (n > GROUP_BYTES) { /* larger than any message PostgreSQL sends: written as it is */
+		char err[WALLOG_ERROR_BYTES];
+		if (wallog_write(s->log, s->tli, start, m + XLOGDATA_HEADER, n, err) < 0)
+			return fail(s, SESSION_RETRY, "writing WAL to the log: %s", err);
+		atomic_store(&s->t->received, start + n);
+		return 0;
+	}
+	memcpy(s->buf + s->buf_len, m + XLOGDATA_HEADER, n);
+	s->buf_len += n;
 	return 0;
 }
 
@@ -179,6 +212,9 @@ static int flush_group(struct session *s)
 {
 	struct live_tl *t = s->t;
 	char err[WALLOG_ERROR_BYTES], a[STORE_LSN_TEXT_BYTES];
+	int wrc = write_out(s);
+	if (wrc)
+		return wrc;
 	ar_lsn upto = atomic_load(&t->received);
 	if (upto <= atomic_load(&t->flushed))
 		return 0;
@@ -236,6 +272,7 @@ static int wait_input(struct session *s)
 		uint64_t v;
 		if (read(t->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 			return fail(s, SESSION_RETRY, "eventfd: %s", strerror(errno));
+		s->poked = true;
 	}
 	if (atomic_load(&t->rcv_stop) || atomic_load(&t->stop))
 		return SESSION_STOP;
@@ -288,7 +325,8 @@ static int stream(struct session *s)
 		if (rc == 0)
 			rc = flush_group(s);
 		uint64_t due = s->last_reply_ns + (uint64_t)t->cfg.status_interval_ms * 1000000u;
-		bool applied = atomic_load(&t->ingested) != s->last_reply_apply;
+		bool applied = s->poked && atomic_load(&t->ingested) != s->last_reply_apply;
+		s->poked = false;
 		if (rc == 0 && (reply_now || applied || live_now_ns() >= due))
 			rc = send_reply(s, false);
 		if (rc == 0 && copy_done)
@@ -427,7 +465,9 @@ static int connect_primary(struct session *s, const char *conninfo, const char *
 /* One connection, from connecting to its end. */
 static int session(struct live_tl *t, struct ar_vfs *vfs, struct wallog *log)
 {
-	struct session s = { .t = t, .vfs = vfs, .log = log };
+	struct session s = { .t = t, .vfs = vfs, .log = log, .buf = malloc(GROUP_BYTES) };
+	if (!s.buf)
+		return fail(&s, SESSION_RETRY, "out of memory");
 	char conninfo[512], slot[64], appname[64];
 	pthread_mutex_lock(&t->mu);
 	snprintf(conninfo, sizeof(conninfo), "%s", t->conninfo);
@@ -450,6 +490,7 @@ static int session(struct live_tl *t, struct ar_vfs *vfs, struct wallog *log)
 		rc = stream(&s);
 	}
 	PQfinish(s.conn);
+	free(s.buf);
 	return rc == SESSION_RETRY && s.streamed ? -SESSION_RETRY : rc;
 }
 

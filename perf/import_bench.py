@@ -68,6 +68,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
+from benchlib import loadavg, logger  # noqa: E402
 from harness import procs  # noqa: E402
 from harness.pg import PgCluster  # noqa: E402
 from harness.workload import (SEGMENT_SIZE, controldata, lsn_int,  # noqa: E402
@@ -80,14 +81,7 @@ SLOT = "import_bench"
 MB = 1e6
 
 
-def log(text):
-    """Progress on stderr (stdout keeps the table or the JSON)."""
-    print("import_bench: " + text, file=sys.stderr, flush=True)
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
+log = logger("import_bench")
 
 
 def median_run(runs, key):

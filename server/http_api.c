@@ -260,15 +260,42 @@ static bool parse_page_args(struct MHD_Connection *conn, struct page_req *p)
 	return p->latest || store_parse_lsn(lsn, &p->lsn);
 }
 
+static bool parse_slru_args(struct MHD_Connection *conn, struct page_req *p)
+{
+	static const char *const kinds[] = { "clog", "multixact_members", "multixact_offsets" };
+	const char *kind = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "kind");
+	const char *seg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "segno");
+	const char *blk = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "blk");
+	const char *lsn = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "lsn");
+	unsigned long sg, b;
+	int k = -1;
+	if (!kind || !seg || !blk || !lsn || sscanf(seg, "%lu", &sg) != 1 ||
+	    sscanf(blk, "%lu", &b) != 1 || sg > UINT32_MAX || b > UINT32_MAX)
+		return false;
+	for (int i = 0; i < 3; i++)
+		if (strcmp(kind, kinds[i]) == 0)
+			k = i;
+	p->slru = true;
+	p->kind = (enum ar_slru)(k < 0 ? 0 : k);
+	p->segno = (uint32_t)sg;
+	p->blkno = (uint32_t)b;
+	p->latest = strcmp(lsn, "latest") == 0;
+	return k >= 0 && (p->latest || store_parse_lsn(lsn, &p->lsn));
+}
+
 static enum MHD_Result route_page(struct http_api *api, struct MHD_Connection *conn,
 				  const char *url, const struct route *r)
 {
 	char err[STORE_ERROR_BYTES];
 	struct page_req p = { .timeline = r->timeline };
-	if (!parse_page_args(conn, &p))
+	bool slru = strcmp(r->action, "slru") == 0;
+	if (!(slru ? parse_slru_args(conn, &p) : parse_page_args(conn, &p)))
 		return http_reply(
 		    conn, MHD_HTTP_BAD_REQUEST,
-		    http_error("expected ?rel=SPC/DB/REL&fork=F&blk=N&lsn=X/Y|latest", url));
+		    http_error(slru ? "expected ?kind=clog|multixact_members|multixact_offsets"
+				      "&segno=S&blk=N&lsn=X/Y|latest"
+				    : "expected ?rel=SPC/DB/REL&fork=F&blk=N&lsn=X/Y|latest",
+			       url));
 	struct live_tl *t = ar_server_live_find(api->server, &r->tenant);
 	if (!t)
 		return http_reply(conn, MHD_HTTP_NOT_FOUND,

@@ -203,6 +203,9 @@ class Live:
     def heap_items(self, page, pg=None):
         """heap_page_items() of page, decoded by a real PostgreSQL (pageinspect)."""
         pg = pg or self.pg
-        pg.sql("create extension if not exists pageinspect")
+        # Creating it commits, and a commit waits for a synchronous standby:
+        # create it while Argon streams (here only when missing).
+        if not pg.sql("select 1 from pg_extension where extname = 'pageinspect'"):
+            pg.sql("create extension pageinspect")
         return pg.sql("select lp, t_xmin::text::bigint, t_ctid::text, t_data "
                       "from heap_page_items(%s) where lp_flags = 1", (page,))

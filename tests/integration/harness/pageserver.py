@@ -73,13 +73,15 @@ class PageServer:
             self.start(timeout=timeout)
 
     def start(self, timeout=30.0):
+        # A restart appends to the same log: read only what this start wrote.
+        skip = len(self.log())
         self.daemon = procs.start_daemon(
             [binary("server/argon-pageserver"), "--config", self.config_path],
             name="argon-pageserver", log_path=self.log_path, owner_dir=self.dir,
             death_signal=signal.SIGKILL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            text = self.log()
+            text = self.log()[skip:]
             if READY in text:
                 self.pg_port = int(re.search(
                     r"PostgreSQL connections on [^\s]+:(\d+)", text).group(1))
