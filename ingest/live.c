@@ -246,7 +246,14 @@ static void run_command(struct live_tl *t)
 	pthread_mutex_unlock(&t->mu);
 	if (!c)
 		return;
-	c->rc = c->fn(c->ctx, t->store, t->tl, &t->st, c->err);
+	if (t->store) {
+		c->rc = c->fn(c->ctx, t->store, t->tl, &t->st, c->err);
+	} else {
+		snprintf(c->err, STORE_ERROR_BYTES,
+			 "the timeline is starting over after an "
+			 "error; try again");
+		c->rc = -EAGAIN;
+	}
 	pthread_mutex_lock(&t->mu);
 	t->cmd = NULL;
 	c->done = true;
@@ -300,18 +307,26 @@ static bool receiving(struct live_tl *t)
 	return attached && t->cfg.receive;
 }
 
-static void ingest_loop(struct live_tl *t, struct feed *f)
+/* How a stretch of ingesting ended. */
+enum ingest_end { INGEST_STOP, INGEST_FATAL, INGEST_RETRY };
+
+/* A full disk while storing a record: what is in memory is dropped and the
+ * timeline starts over from its durable state (the log and the layers), as
+ * after a crash, once there may be room again. */
+static bool retryable(int rc)
+{
+	return rc == -ENOSPC || rc == -EDQUOT;
+}
+
+static enum ingest_end ingest_loop(struct live_tl *t, struct feed *f)
 {
 	uint64_t last_cp = live_now_ns();
 	while (!atomic_load(&t->stop)) {
 		run_command(t);
 		ar_lsn before = atomic_load(&t->ingested);
 		int more = feed_durable(f);
-		if (more < 0) {
-			atomic_store(&t->state, LIVE_STOPPED);
-			live_receiver_stop(t);
-			break;
-		}
+		if (more < 0)
+			return retryable(more) ? INGEST_RETRY : INGEST_FATAL;
 		if (f->apply_feedback && atomic_load(&t->ingested) != before)
 			poke_receiver(t);
 		f->apply_feedback = false;
@@ -326,24 +341,20 @@ static void ingest_loop(struct live_tl *t, struct feed *f)
 		if (!more)
 			wait_work(t, atomic_load(&t->flushed), 200);
 	}
-	while (!atomic_load(&t->stop)) { /* stopped on an error: still serve reads */
-		run_command(t);
-		wait_work(t, UINT64_MAX, 200);
-	}
+	return INGEST_STOP;
 }
 
-static void *ingest_main(void *arg)
+/* Open the durable log for reading (made, and cleared of a crash's leftovers,
+ * before the receiver runs), replay it, and set the positions from it. */
+static int ingest_start(struct live_tl *t, struct feed *f)
 {
-	struct live_tl *t = arg;
-	struct feed *f = calloc(1, sizeof(*f));
 	char err[WALLOG_ERROR_BYTES];
 	ar_lsn end = 0;
-	int rc = f ? replay(t, &end) : -ENOMEM;
+	int rc = replay(t, &end);
 	if (rc == 0)
 		rc = wal_reader_create(end, t->seg_bytes, &f->r);
 	if (rc == 0) {
 		wal_reader_expect_system(f->r, t->system_id);
-		/* Made (and cleared of a crash's leftovers) before the receiver runs. */
 		rc = wallog_open(t->store->vfs, t->log_dir, t->seg_bytes, true, &f->log, err);
 		wallog_close(f->log);
 		f->log = NULL;
@@ -353,30 +364,95 @@ static void *ingest_main(void *arg)
 		if (rc < 0)
 			live_set_error(t, "opening the WAL log: %s", err);
 	}
-	if (rc == 0) {
-		f->t = t;
-		/* Everything below end is durable in the log, when the log holds the
-		 * page end is on (a fresh timeline's log is empty: that page then
-		 * comes from the primary first).  The receiver starts at that page. */
-		f->page_lsn = end - end % WAL_PAGE_BYTES;
-		ar_lsn durable = log_has_page(f) ? end : f->page_lsn;
-		atomic_store(&t->flushed, durable);
-		atomic_store(&t->received, durable);
-		atomic_store(&t->ingested, tl_last_record_lsn(t->tl));
-		if (receiving(t))
-			rc = live_receiver_start(t);
-		atomic_store(&t->state, receiving(t) ? LIVE_CONNECTING : LIVE_IDLE);
-	}
 	if (rc < 0)
-		atomic_store(&t->state, LIVE_STOPPED);
-	ingest_loop(t, f);
-	live_receiver_stop(t);
-	if (rc == 0 && atomic_load(&t->state) != LIVE_STOPPED && f->r)
-		checkpoint(t, wal_reader_next_lsn(f->r));
-	if (f) {
-		wallog_close(f->log);
-		wal_reader_destroy(f->r);
+		return rc;
+	f->t = t;
+	/* Everything below end is durable in the log, when the log holds the page
+	 * end is on (a fresh timeline's log is empty: that page then comes from
+	 * the primary first).  The receiver starts at that page. */
+	f->page_lsn = end - end % WAL_PAGE_BYTES;
+	atomic_store(&t->ingested, tl_last_record_lsn(t->tl));
+	if (t->rcv_running)
+		return 0; /* a restart: the receiver kept the log going, its positions stand */
+	ar_lsn durable = log_has_page(f) ? end : f->page_lsn;
+	atomic_store(&t->flushed, durable);
+	atomic_store(&t->received, durable);
+	if (receiving(t))
+		rc = live_receiver_start(t);
+	atomic_store(&t->state, receiving(t) ? LIVE_CONNECTING : LIVE_IDLE);
+	return rc;
+}
+
+static void feed_reset(struct feed *f)
+{
+	wallog_close(f->log);
+	wal_reader_destroy(f->r);
+	memset(f, 0, sizeof(*f));
+}
+
+static int open_store(struct live_tl *t, char err[LIVE_ERROR_BYTES]);
+
+static void close_store(struct live_tl *t)
+{
+	wi_destroy(t->wi);
+	store_close(t->store);
+	t->wi = NULL;
+	t->store = NULL;
+	t->tl = NULL;
+}
+
+/* After a full disk: drop memory, wait, reopen the store and replay.  The
+ * receiver goes on filling the durable log while it has room, so the primary's
+ * commits go on as long as the WAL can be kept. */
+static int ingest_restart(struct live_tl *t, struct feed *f)
+{
+	char err[LIVE_ERROR_BYTES] = "";
+	feed_reset(f);
+	close_store(t);
+	for (int i = 0; i < RETRY_MS / 100 && !atomic_load(&t->stop); i++) {
+		run_command(t); /* refused while the store is closed */
+		struct timespec pause = { 0, 100 * 1000000L };
+		nanosleep(&pause, NULL);
 	}
+	if (atomic_load(&t->stop))
+		return -ESHUTDOWN;
+	int rc = open_store(t, err);
+	if (rc < 0) {
+		live_set_error(t, "reopening the store: %s", err);
+		return rc;
+	}
+	rc = ingest_start(t, f);
+	if (rc == 0)
+		live_clear_error(t); /* the disk has room again */
+	return rc;
+}
+
+static void *ingest_main(void *arg)
+{
+	struct live_tl *t = arg;
+	struct feed *f = calloc(1, sizeof(*f));
+	int rc = f ? ingest_start(t, f) : -ENOMEM;
+	enum ingest_end why = rc < 0 ? INGEST_FATAL : ingest_loop(t, f);
+	while (why == INGEST_RETRY) {
+		AR_LOG(WARNING, "live", "the ingest starts over from the durable log in %d ms",
+		       RETRY_MS);
+		rc = ingest_restart(t, f);
+		why = rc == -ESHUTDOWN ? INGEST_STOP
+		      : rc < 0         ? (retryable(rc) ? INGEST_RETRY : INGEST_FATAL)
+				       : ingest_loop(t, f);
+	}
+	live_receiver_stop(t);
+	if (why == INGEST_FATAL) {
+		atomic_store(&t->state, LIVE_STOPPED);
+		while (!atomic_load(&t->stop)) { /* still serve reads (or refuse them) */
+			run_command(t);
+			wait_work(t, UINT64_MAX, 200);
+		}
+	} else if (t->store && f->r) {
+		checkpoint(t, wal_reader_next_lsn(f->r));
+	}
+	if (f)
+		feed_reset(f);
 	free(f);
 	return NULL;
 }
@@ -471,8 +547,7 @@ void live_stop(struct live_tl *t)
 	if (t->ing_running)
 		pthread_join(t->ing_thread, NULL);
 	live_receiver_stop(t);
-	wi_destroy(t->wi);
-	store_close(t->store);
+	close_store(t);
 	if (t->wake_fd >= 0)
 		close(t->wake_fd);
 	pthread_cond_destroy(&t->cmd_cv);

@@ -92,6 +92,10 @@ static int fail(struct session *s, enum session_end end, const char *fmt, ...)
 static int fail(struct session *s, enum session_end end, const char *fmt, ...)
 {
 	char text[LIVE_ERROR_BYTES];
+	/* Being stopped (by the ingest's own error, or a shutdown): its error stays. */
+	if (atomic_load(&s->t->rcv_stop) || atomic_load(&s->t->stop) ||
+	    atomic_load(&s->t->state) == LIVE_STOPPED)
+		return end;
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
@@ -115,8 +119,11 @@ static int send_reply(struct session *s, bool reply_requested)
 	put_be64(msg + 25, (uint64_t)now_us);
 	msg[33] = reply_requested;
 	if (PQputCopyData(s->conn, (const char *)msg, sizeof(msg)) != 1 || PQflush(s->conn) < 0)
-		return fail(s, SESSION_RETRY, "sending a status reply to the primary: %s",
-			    pq_message(s->conn));
+		return fail(s, SESSION_RETRY,
+			    "the connection to the primary broke at %X/%X "
+			    "(sending a status reply): %s",
+			    (unsigned)(atomic_load(&t->received) >> 32),
+			    (unsigned)atomic_load(&t->received), pq_message(s->conn));
 	s->last_reply_ns = live_now_ns();
 	s->last_reply_apply = apply;
 	atomic_fetch_add(&t->replies, 1);
@@ -245,8 +252,10 @@ static int drain(struct session *s, bool *reply_now, bool *copy_done)
 			return 0;
 		}
 		if (n < 0)
-			return fail(s, SESSION_RETRY, "the connection to the primary broke: %s",
-				    pq_message(s->conn));
+			return fail(s, SESSION_RETRY,
+				    "the connection to the primary broke at %X/%X: %s",
+				    (unsigned)(atomic_load(&s->t->received) >> 32),
+				    (unsigned)atomic_load(&s->t->received), pq_message(s->conn));
 		int rc = on_message(s, (const uint8_t *)buf, n, reply_now);
 		PQfreemem(buf);
 		if (rc)
@@ -393,9 +402,11 @@ static int check_history(struct session *s, uint32_t primary_tli)
 			    "the primary is on timeline %u, whose history does not include "
 			    "timeline %u that Argon holds: it is not this timeline's primary",
 			    primary_tli, s->tli);
+	/* Against what the log holds durably, not the page streaming would resume at. */
+	ar_lsn held = atomic_load(&s->t->flushed);
 	lsn_text(end, a);
-	lsn_text(s->start, b);
-	if (end < s->start)
+	lsn_text(held, b);
+	if (end < held)
 		return fail(s, SESSION_FATAL,
 			    "the primary's timeline %u forked from timeline %u at %s, before "
 			    "Argon's position %s: Argon holds WAL the primary never had",
@@ -535,9 +546,14 @@ static void *receiver_main(void *arg)
 			atomic_store(&t->state, LIVE_STOPPED);
 			break;
 		}
+		if (atomic_load(&t->rcv_stop) || atomic_load(&t->stop))
+			break;
 		if (end < 0)
 			backoff = RECONNECT_MIN_MS; /* it had streamed: a fresh trouble */
-		atomic_store(&t->state, LIVE_WAITING);
+		int connecting = LIVE_CONNECTING, streaming = LIVE_STREAMING;
+		/* Never over a stop the ingest decided. */
+		if (!atomic_compare_exchange_strong(&t->state, &connecting, LIVE_WAITING))
+			atomic_compare_exchange_strong(&t->state, &streaming, LIVE_WAITING);
 		backoff_sleep(t, backoff);
 		backoff =
 		    backoff * 2 > t->cfg.reconnect_max_ms ? t->cfg.reconnect_max_ms : backoff * 2;

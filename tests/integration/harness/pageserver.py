@@ -63,6 +63,7 @@ class PageServer:
             "core_arena_bytes": "16MiB",
         }
         settings.update(config or {})
+        self.data_dir = settings["data_dir"]
         with open(self.config_path, "w") as f:
             for key, value in settings.items():
                 f.write("%s = %s\n" % (key, value))
