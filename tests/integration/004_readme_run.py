@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 
+from harness.argonctl import walredo_binary
 from harness.pageserver import REPO, build_dir
 from harness.ports import free_port
 
@@ -22,6 +23,8 @@ def test_run_command_streams_into_argon(tmp_dir):
                ARGON_DEMO_DIR=os.path.join(tmp_dir, "demo"), ARGON_PG_LISTEN="127.0.0.1:0",
                ARGON_HTTP_LISTEN="127.0.0.1:0", ARGON_DEMO_PG_PORT=str(free_port()),
                ARGON_DEMO_SECONDS="3")
+    if walredo_binary():   # a sanitizer build has none of its own: the gcc build's
+        env["ARGON_WALREDO"] = walredo_binary()
     r = subprocess.run([os.path.join(REPO, "scripts", "run.sh"), "--once"], env=env,
                        capture_output=True, text=True, timeout=300)
     out = r.stdout + r.stderr
