@@ -85,6 +85,7 @@ struct feed {
 	struct wallog *log;
 	ar_lsn page_lsn;     /* the page being fed */
 	bool apply_feedback; /* a commit waits for the apply position */
+	bool layer_error;    /* the error shown is a layer write that will be retried */
 	uint64_t records_since;
 	uint8_t page[WAL_PAGE_BYTES];
 };
@@ -222,9 +223,11 @@ static int replay(struct live_tl *t, ar_lsn *end)
 	*end = t->st.next_lsn;
 	if (access(t->log_dir, F_OK) < 0)
 		return 0;
+	memset(&res, 0, sizeof(res));
 	int rc = wal_import(t->store, t->tl, t->wi, t->log_dir, &t->st, &o, &res, err);
-	if (rc < 0 && !res.ingest_failed) {
-		/* A torn record at the end of what survived a crash: the log ends there. */
+	if (rc == -AR_ECORRUPT && !res.ingest_failed && res.next_lsn >= t->st.next_lsn) {
+		/* A torn record at the end of what survived a crash: the log ends there.
+		 * (Any other failure, an I/O error or a full disk, is not an end.) */
 		AR_LOG(WARNING, "live", "the WAL log ends at an invalid record: %s", err);
 		rc = 0;
 	}
@@ -246,7 +249,7 @@ static void run_command(struct live_tl *t)
 	pthread_mutex_unlock(&t->mu);
 	if (!c)
 		return;
-	if (t->store) {
+	if (t->store && t->tl && t->wi) {
 		c->rc = c->fn(c->ctx, t->store, t->tl, &t->st, c->err);
 	} else {
 		snprintf(c->err, STORE_ERROR_BYTES,
@@ -294,7 +297,11 @@ static void background(struct live_tl *t, struct feed *f)
 	wi_maybe_freeze(t->wi, false);
 	if (store_background(t->store, t->tl, err) < 0) {
 		live_set_error(t, "writing layers (will retry): %s", err);
+		f->layer_error = true;
 		wait_work(t, UINT64_MAX, RETRY_MS);
+	} else if (f->layer_error) {
+		f->layer_error = false;
+		live_clear_error(t); /* written after all */
 	}
 	f->records_since = 0;
 }
@@ -324,6 +331,7 @@ static enum ingest_end ingest_loop(struct live_tl *t, struct feed *f)
 	while (!atomic_load(&t->stop)) {
 		run_command(t);
 		ar_lsn before = atomic_load(&t->ingested);
+		ar_lsn seen = atomic_load(&t->flushed); /* fed up to at least this */
 		int more = feed_durable(f);
 		if (more < 0)
 			return retryable(more) ? INGEST_RETRY : INGEST_FATAL;
@@ -334,14 +342,32 @@ static enum ingest_end ingest_loop(struct live_tl *t, struct feed *f)
 			background(t, f);
 		uint64_t now = live_now_ns();
 		if (now - last_cp >= (uint64_t)t->cfg.checkpoint_interval_ms * 1000000u &&
-		    tl_last_record_lsn(t->tl) > tl_disk_consistent_lsn(t->tl)) {
-			if (checkpoint(t, wal_reader_next_lsn(f->r)) == 0)
+		    wal_reader_next_lsn(f->r) > t->st.next_lsn) {
+			if (checkpoint(t, wal_reader_next_lsn(f->r)) == 0) {
 				last_cp = now;
+				if (f->layer_error)
+					live_clear_error(t);
+				f->layer_error = false;
+			} else {
+				f->layer_error = true;
+			}
 		}
 		if (!more)
-			wait_work(t, atomic_load(&t->flushed), 200);
+			wait_work(t, seen, 200);
 	}
 	return INGEST_STOP;
+}
+
+static int prepare_log(struct live_tl *t, char err[WALLOG_ERROR_BYTES])
+{
+	struct wallog *log = NULL;
+	int rc = wallog_open(t->store->vfs, t->log_dir, t->seg_bytes, true, &log, err);
+	if (rc == 0)
+		rc = wallog_sync_from(log, t->st.next_lsn, err);
+	wallog_close(log);
+	if (rc < 0)
+		live_set_error(t, "preparing the WAL log: %s", err);
+	return rc < 0 ? rc : 0;
 }
 
 /* Open the durable log for reading (made, and cleared of a crash's leftovers,
@@ -350,17 +376,18 @@ static int ingest_start(struct live_tl *t, struct feed *f)
 {
 	char err[WALLOG_ERROR_BYTES];
 	ar_lsn end = 0;
-	int rc = replay(t, &end);
+	/* With no receiver running (a process start): the log made, cleared of a
+	 * crash's leftovers and synced (what a dead process wrote but never
+	 * flushed is about to be counted durable).  A restart after a full disk
+	 * leaves the log to the receiver, its one writer. */
+	int rc = t->rcv_running ? 0 : prepare_log(t, err);
+	if (rc == 0)
+		rc = replay(t, &end);
 	if (rc == 0)
 		rc = wal_reader_create(end, t->seg_bytes, &f->r);
 	if (rc == 0) {
 		wal_reader_expect_system(f->r, t->system_id);
-		rc = wallog_open(t->store->vfs, t->log_dir, t->seg_bytes, true, &f->log, err);
-		wallog_close(f->log);
-		f->log = NULL;
-		if (rc == 0)
-			rc = wallog_open(t->store->vfs, t->log_dir, t->seg_bytes, false, &f->log,
-					 err);
+		rc = wallog_open(t->store->vfs, t->log_dir, t->seg_bytes, false, &f->log, err);
 		if (rc < 0)
 			live_set_error(t, "opening the WAL log: %s", err);
 	}
@@ -418,6 +445,7 @@ static int ingest_restart(struct live_tl *t, struct feed *f)
 		return -ESHUTDOWN;
 	int rc = open_store(t, err);
 	if (rc < 0) {
+		close_store(t); /* what was opened of it */
 		live_set_error(t, "reopening the store: %s", err);
 		return rc;
 	}
@@ -432,7 +460,8 @@ static void *ingest_main(void *arg)
 	struct live_tl *t = arg;
 	struct feed *f = calloc(1, sizeof(*f));
 	int rc = f ? ingest_start(t, f) : -ENOMEM;
-	enum ingest_end why = rc < 0 ? INGEST_FATAL : ingest_loop(t, f);
+	enum ingest_end why =
+	    rc < 0 ? (retryable(rc) ? INGEST_RETRY : INGEST_FATAL) : ingest_loop(t, f);
 	while (why == INGEST_RETRY) {
 		AR_LOG(WARNING, "live", "the ingest starts over from the durable log in %d ms",
 		       RETRY_MS);
@@ -443,6 +472,7 @@ static void *ingest_main(void *arg)
 	}
 	live_receiver_stop(t);
 	if (why == INGEST_FATAL) {
+		atomic_store(&t->ingest_dead, true);
 		atomic_store(&t->state, LIVE_STOPPED);
 		while (!atomic_load(&t->stop)) { /* still serve reads (or refuse them) */
 			run_command(t);
@@ -459,19 +489,39 @@ static void *ingest_main(void *arg)
 
 /* ---- the API ---- */
 
-static void default_names(struct live_tl *t, const char *slot, const char *appname)
+/* The slot and application names: given, or "argon_" and the timeline ID's
+ * last 12 hex digits (its distinct end, for IDs like 000...01). */
+static void names_for(const struct live_tl *t, const char *slot, const char *appname,
+		      char slot_out[64], char app_out[64])
 {
 	char hex[33];
 	tl_id_hex(&t->cfg.timeline, hex);
-	hex[12] = '\0';
-	if (slot && slot[0])
-		snprintf(t->slot, sizeof(t->slot), "%s", slot);
-	else
-		snprintf(t->slot, sizeof(t->slot), "argon_%s", hex);
-	if (appname && appname[0])
-		snprintf(t->appname, sizeof(t->appname), "%s", appname);
-	else
-		snprintf(t->appname, sizeof(t->appname), "argon_%s", hex);
+	snprintf(slot_out, 64, slot && slot[0] ? "%s" : "argon_%s",
+		 slot && slot[0] ? slot : hex + 20);
+	snprintf(app_out, 64, appname && appname[0] ? "%s" : "argon_%s",
+		 appname && appname[0] ? appname : hex + 20);
+}
+
+static void default_names(struct live_tl *t, const char *slot, const char *appname)
+{
+	names_for(t, slot, appname, t->slot, t->appname);
+}
+
+/* PostgreSQL's rule for slot names; an application name goes into a
+ * connection string and must not be able to leave its quotes either. */
+static bool valid_name(const char *name, bool slot)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > 63)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+			  (!slot && ((c >= 'A' && c <= 'Z') || c == '-' || c == '.'));
+		if (!ok)
+			return false;
+	}
+	return true;
 }
 
 static int open_store(struct live_tl *t, char err[LIVE_ERROR_BYTES])
@@ -501,6 +551,7 @@ static int open_store(struct live_tl *t, char err[LIVE_ERROR_BYTES])
 
 int live_start(const struct live_config *c, struct live_tl **out, char err[LIVE_ERROR_BYTES])
 {
+	err[0] = '\0';
 	struct live_tl *t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
@@ -557,16 +608,54 @@ void live_stop(struct live_tl *t)
 }
 
 /* The conninfo without its password (shown in the status). */
+/* The end of a conninfo value starting at v: quoted ('...' with \' escapes),
+ * or up to a space (or '&' in a URI's query). */
+static const char *value_end(const char *v)
+{
+	if (*v != '\'')
+		return v + strcspn(v, " \t&");
+	for (v++; *v && *v != '\''; v++)
+		if (*v == '\\' && v[1])
+			v++;
+	return *v ? v + 1 : v;
+}
+
+/* Where a password value starts at p ("password = value"), or NULL. */
+static const char *password_value(const char *p)
+{
+	if (strncmp(p, "password", 8) != 0)
+		return NULL;
+	const char *v = p + 8 + strspn(p + 8, " \t");
+	return *v == '=' ? v + 1 + strspn(v + 1, " \t") : NULL;
+}
+
+/* The conninfo with every password shown as ***: "password = value" in the
+ * keyword form (also a URI's query), "user:secret@" in a URI. */
 static void redact(const char *in, char *out, size_t n)
 {
-	snprintf(out, n, "%s", in);
-	char *p = strstr(out, "password=");
-	if (!p)
-		return;
-	char *end = p + strlen("password=");
-	end += strcspn(end, " ");
-	memmove(p + strlen("password=***"), end, strlen(end) + 1);
-	memcpy(p, "password=***", strlen("password=***"));
+	size_t o = 0;
+	const char *scheme = strstr(in, "://");
+	const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+	const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
+	const char *hide_from = colon ? colon + 1 : NULL, *hide_to = at;
+	for (const char *p = in; *p && o + 4 < n;) {
+		const char *v = password_value(p);
+		if (v) {
+			while (p < v && o + 4 < n)
+				out[o++] = *p++;
+			hide_from = v;
+			hide_to = value_end(v);
+		}
+		if (p == hide_from) {
+			memcpy(out + o, "***", 3);
+			o += 3;
+			p = hide_to;
+			hide_from = NULL;
+			continue;
+		}
+		out[o++] = *p++;
+	}
+	out[o] = '\0';
 }
 
 void live_status(struct live_tl *t, struct live_status *o)
@@ -638,23 +727,34 @@ static int attach_on_thread(void *ctx, struct ar_store *s, struct ar_timeline *t
 	(void)st;
 	struct attach_ctx *a = ctx;
 	struct live_tl *t = a->t;
+	struct ingest_state nst = t->st;
+	snprintf(nst.primary_conninfo, sizeof(nst.primary_conninfo), "%s", a->conninfo);
+	names_for(t, a->slot, a->appname, nst.slot_name, nst.application_name);
+	if (!valid_name(nst.slot_name, true) || !valid_name(nst.application_name, false)) {
+		snprintf(err, STORE_ERROR_BYTES,
+			 "slot names take 1 to 63 of a-z, 0-9 and _; application names also A-Z, "
+			 "- and .");
+		return -EINVAL;
+	}
+	/* Persisted first: if that fails, the receiver streams on as it was. */
+	int rc = store_state_write(s, &t->cfg.timeline, &nst, err);
+	if (rc < 0)
+		return rc;
+	t->st = nst;
 	live_receiver_stop(t);
 	pthread_mutex_lock(&t->mu);
 	snprintf(t->conninfo, sizeof(t->conninfo), "%s", a->conninfo);
-	default_names(t, a->slot, a->appname);
+	default_names(t, nst.slot_name, nst.application_name);
 	t->error[0] = '\0';
-	snprintf(t->st.primary_conninfo, sizeof(t->st.primary_conninfo), "%s", a->conninfo);
-	snprintf(t->st.slot_name, sizeof(t->st.slot_name), "%s", t->slot);
-	snprintf(t->st.application_name, sizeof(t->st.application_name), "%s", t->appname);
 	pthread_mutex_unlock(&t->mu);
-	int rc = store_state_write(s, &t->cfg.timeline, &t->st, err);
-	if (rc < 0 || !t->cfg.receive)
-		return rc;
+	if (!t->cfg.receive) {
+		atomic_store(&t->state, LIVE_IDLE);
+		return 0;
+	}
+	atomic_store(&t->state, LIVE_CONNECTING); /* before the receiver may set its own */
 	rc = live_receiver_start(t);
 	if (rc < 0)
 		snprintf(err, STORE_ERROR_BYTES, "starting the receiver: %s", strerror(-rc));
-	else
-		atomic_store(&t->state, LIVE_CONNECTING);
 	return rc;
 }
 
@@ -668,9 +768,10 @@ int live_attach(struct live_tl *t, const char *conninfo, const char *slot,
 			 sizeof(t->conninfo));
 		return -EINVAL;
 	}
-	if (atomic_load(&t->state) == LIVE_STOPPED) {
+	if (atomic_load(&t->ingest_dead)) {
 		snprintf(err, LIVE_ERROR_BYTES,
-			 "the timeline stopped on an error; restart the server after fixing it");
+			 "the timeline's ingest stopped on an error; restart the server after "
+			 "fixing it");
 		return -EBUSY;
 	}
 	struct attach_ctx a = {

@@ -45,8 +45,9 @@ struct live_tl {
 	_Atomic uint64_t connects, flushes, replies, records;
 	_Atomic int64_t last_message_ns;
 	_Atomic int state;
-	_Atomic bool stop;     /* the whole timeline */
-	_Atomic bool rcv_stop; /* the receiver only */
+	_Atomic bool stop;        /* the whole timeline */
+	_Atomic bool ingest_dead; /* the ingest stopped on an error: no attach */
+	_Atomic bool rcv_stop;    /* the receiver only */
 
 	/* The receiver thread. */
 	pthread_t rcv_thread;

@@ -651,6 +651,43 @@ int wallog_trim(struct wallog *l, ar_lsn lsn, char err[WALLOG_ERROR_BYTES])
 	return c.removed;
 }
 
+/* ---- sync on open ---- */
+
+static int wl_sync_one(void *ctx, const char *name)
+{
+	struct wl_trim_ctx *c = ctx;
+	struct wallog *l = c->l;
+	char path[AR_PATH_BYTES_MAX];
+	uint32_t tli;
+	uint64_t segno;
+	int fd;
+
+	if (!wl_name_parse(l, name, &tli, &segno) || segno < c->lsn / l->seg_bytes)
+		return 0;
+	wl_path(l, tli, segno, "", path);
+	int rc = ar_vfs_open(l->vfs, path, AR_VFS_WRITE, &fd);
+	if (rc < 0)
+		return wl_fail(c->err, rc, "opening WAL segment %s", path);
+	rc = ar_vfs_fdatasync(l->vfs, fd);
+	ar_vfs_close(l->vfs, fd);
+	if (rc < 0)
+		return wl_fail(c->err, rc, "syncing WAL segment %s", path);
+	c->removed++;
+	return 0;
+}
+
+int wallog_sync_from(struct wallog *l, ar_lsn lsn, char err[WALLOG_ERROR_BYTES])
+{
+	struct wl_trim_ctx c = { .l = l, .lsn = lsn, .err = err };
+
+	AR_ASSERT(l->writable);
+	err[0] = '\0';
+	int rc = ar_vfs_list_dir(l->vfs, l->dir, wl_sync_one, &c);
+	if (rc < 0)
+		return err[0] ? rc : wl_fail(err, rc, "listing WAL directory %s", l->dir);
+	return c.removed;
+}
+
 struct wl_info_ctx {
 	struct wallog *l;
 	struct wallog_info *info;

@@ -64,9 +64,14 @@ __attribute__((warn_unused_result)) int64_t wallog_read(struct wallog *l, uint32
  * already (the switch repeated after a restart) it is kept as it is: it may
  * hold new_tli's acknowledged WAL by then. */
 __attribute__((warn_unused_result)) int wallog_switch_timeline(struct wallog *l, uint32_t old_tli,
-							       uint32_t new_tli,
-							       ar_lsn switch_lsn,
+							       uint32_t new_tli, ar_lsn switch_lsn,
 							       char err[WALLOG_ERROR_BYTES]);
+
+/* fdatasync every segment (of every timeline) holding lsn or later WAL: what
+ * a process that died before its flush left in the page cache becomes durable
+ * before a restart counts it as durable.  Returns the number synced. */
+__attribute__((warn_unused_result)) int wallog_sync_from(struct wallog *l, ar_lsn lsn,
+							 char err[WALLOG_ERROR_BYTES]);
 
 /* Remove the segments (of every timeline) that end at or below lsn; the
  * directory is fsynced.  Returns the number removed. */

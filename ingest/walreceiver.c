@@ -34,6 +34,7 @@
 #define KEEPALIVE_BYTES 18
 #define PG_EPOCH_UNIX_SECONDS 946684800LL
 #define RECONNECT_MIN_MS 100
+#define SILENCE_MS 60000
 
 /* How a session ended. */
 enum session_end {
@@ -53,10 +54,14 @@ struct session {
 	ar_lsn last_reply_apply;
 	bool streamed; /* got WAL in this session: the backoff starts over */
 	bool poked;    /* the ingest asked for an apply report */
+	bool more;     /* the last drain stopped at a full group */
+	bool broken;   /* the connection broke after the group drained */
+	bool pinged;   /* a reply asked the silent primary to answer */
 	uint8_t *buf;  /* WAL gathered since the last write (GROUP_BYTES) */
 	size_t buf_len;
 	ar_lsn buf_lsn;
 	ar_lsn trimmed;
+	uint64_t started_ns;
 };
 
 static uint64_t be64(const uint8_t *p)
@@ -242,11 +247,21 @@ static int flush_group(struct session *s)
 static int drain(struct session *s, bool *reply_now, bool *copy_done)
 {
 	uint64_t bytes = 0;
+	s->more = false;
 	while (bytes < GROUP_BYTES) {
 		char *buf = NULL;
 		int n = PQgetCopyData(s->conn, &buf, 1);
-		if (n == 0)
-			return 0;
+		if (n == 0) {
+			/* libpq holds what one read gave: read the socket again, so the
+			 * group takes everything that came in during the last fsync. */
+			if (!PQconsumeInput(s->conn)) {
+				s->broken = true; /* after this group is made durable */
+				return 0;
+			}
+			n = PQgetCopyData(s->conn, &buf, 1);
+			if (n == 0)
+				return 0;
+		}
 		if (n == -1) {
 			*copy_done = true;
 			return 0;
@@ -262,6 +277,7 @@ static int drain(struct session *s, bool *reply_now, bool *copy_done)
 			return rc;
 		bytes += (uint64_t)n;
 	}
+	s->more = true; /* a full group: libpq may hold more, do not wait for the socket */
 	return 0;
 }
 
@@ -271,7 +287,7 @@ static int wait_input(struct session *s)
 	struct live_tl *t = s->t;
 	uint64_t due = s->last_reply_ns + (uint64_t)t->cfg.status_interval_ms * 1000000u;
 	uint64_t now = live_now_ns();
-	int timeout = now >= due ? 0 : (int)((due - now) / 1000000u) + 1;
+	int timeout = now >= due || s->more ? 0 : (int)((due - now) / 1000000u) + 1;
 	struct pollfd p[2] = { { .fd = PQsocket(s->conn), .events = POLLIN },
 			       { .fd = t->wake_fd, .events = POLLIN } };
 	int rc = poll(p, 2, timeout);
@@ -320,6 +336,31 @@ static int end_of_stream(struct session *s)
 		    s->tli, next_tli, a);
 }
 
+/* A primary that says nothing for SILENCE_MS/2 is asked to answer (a reply
+ * with replyRequested); one silent for SILENCE_MS is gone (a network
+ * partition leaves the socket open), as PostgreSQL's wal_receiver_timeout. */
+static int check_silence(struct session *s)
+{
+	int64_t last = atomic_load(&s->t->last_message_ns);
+	uint64_t since = last < 0 || (uint64_t)last < s->started_ns
+			     ? live_now_ns() - s->started_ns
+			     : live_now_ns() - (uint64_t)last;
+	if (since < SILENCE_MS / 2 * 1000000ull) {
+		s->pinged = false;
+		return 0;
+	}
+	if (since >= SILENCE_MS * 1000000ull)
+		return fail(s, SESSION_RETRY,
+			    "no message from the primary for %d s (at %X/%X): reconnecting",
+			    SILENCE_MS / 1000, (unsigned)(atomic_load(&s->t->received) >> 32),
+			    (unsigned)atomic_load(&s->t->received));
+	if (!s->pinged) {
+		s->pinged = true;
+		return send_reply(s, true);
+	}
+	return 0;
+}
+
 static int stream(struct session *s)
 {
 	struct live_tl *t = s->t;
@@ -333,6 +374,13 @@ static int stream(struct session *s)
 			rc = drain(s, &reply_now, &copy_done);
 		if (rc == 0)
 			rc = flush_group(s);
+		if (rc == 0 && s->broken)
+			rc = fail(s, SESSION_RETRY,
+				  "the connection to the primary broke at %X/%X: %s",
+				  (unsigned)(atomic_load(&t->received) >> 32),
+				  (unsigned)atomic_load(&t->received), pq_message(s->conn));
+		if (rc == 0)
+			rc = check_silence(s);
 		uint64_t due = s->last_reply_ns + (uint64_t)t->cfg.status_interval_ms * 1000000u;
 		bool applied = s->poked && atomic_load(&t->ingested) != s->last_reply_apply;
 		s->poked = false;
@@ -476,7 +524,11 @@ static int connect_primary(struct session *s, const char *conninfo, const char *
 /* One connection, from connecting to its end. */
 static int session(struct live_tl *t, struct ar_vfs *vfs, struct wallog *log)
 {
-	struct session s = { .t = t, .vfs = vfs, .log = log, .buf = malloc(GROUP_BYTES) };
+	struct session s = { .t = t,
+			     .vfs = vfs,
+			     .log = log,
+			     .buf = malloc(GROUP_BYTES),
+			     .started_ns = live_now_ns() };
 	if (!s.buf)
 		return fail(&s, SESSION_RETRY, "out of memory");
 	char conninfo[512], slot[64], appname[64];
