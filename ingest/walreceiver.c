@@ -183,7 +183,8 @@ static int on_xlogdata(struct session *s, const uint8_t *m, int len)
 		char err[WALLOG_ERROR_BYTES];
 		if (wallog_write(s->log, s->tli, start, m + XLOGDATA_HEADER, n, err) < 0)
 			return fail(s, SESSION_RETRY, "writing WAL to the log: %s", err);
-		atomic_store(&s->t->received, start + n);
+		if (start + n > atomic_load(&s->t->received))
+			atomic_store(&s->t->received, start + n);
 		return 0;
 	}
 	memcpy(s->buf + s->buf_len, m + XLOGDATA_HEADER, n);
