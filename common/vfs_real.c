@@ -43,6 +43,7 @@ struct real {
 	struct io_uring ring;
 	uint64_t last_id; /* user_data of the SQE in flight */
 	int broken;       /* 0, or the error that left the ring unusable (invariant 2) */
+	bool blocking;    /* pwrite and the syncs as plain system calls (vfs.h) */
 };
 
 static const struct ar_vfs_ops real_ops;
@@ -198,6 +199,24 @@ static int64_t real_pread(struct ar_vfs *v, int fd, void *buf, size_t len, uint6
 	return (int64_t)done;
 }
 
+static int64_t real_pwrite_blocking(int fd, const void *buf, size_t len, uint64_t offset)
+{
+	size_t done = 0;
+	/* Each pass writes at least one byte or returns. */
+	while (done < len) {
+		ssize_t n =
+		    pwrite(fd, (const uint8_t *)buf + done, len - done, (off_t)(offset + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return (int64_t)done;
+}
+
 static int64_t real_pwrite(struct ar_vfs *v, int fd, const void *buf, size_t len, uint64_t offset)
 {
 	struct real *r = real_of(v);
@@ -205,6 +224,8 @@ static int64_t real_pwrite(struct ar_vfs *v, int fd, const void *buf, size_t len
 
 	if (!real_range_ok(len, offset))
 		return -EINVAL;
+	if (r->blocking)
+		return real_pwrite_blocking(fd, buf, len, offset);
 	/* Each pass writes at least one byte or returns. */
 	while (done < len) {
 		unsigned chunk =
@@ -225,6 +246,9 @@ static int64_t real_pwrite(struct ar_vfs *v, int fd, const void *buf, size_t len
 
 static int real_fsync_fd(struct real *r, int fd, unsigned flags)
 {
+	if (r->blocking)
+		return ((flags & IORING_FSYNC_DATASYNC) ? fdatasync(fd) : fsync(fd)) < 0 ? -errno
+											 : 0;
 	struct io_uring_sqe *sqe = real_sqe(r);
 	if (sqe)
 		io_uring_prep_fsync(sqe, fd, flags);
@@ -368,6 +392,14 @@ static const struct ar_vfs_ops real_ops = {
 	.exists = real_exists,
 	.destroy = real_destroy,
 };
+
+int ar_vfs_real_create_blocking(struct ar_vfs **vfs_out)
+{
+	int rc = ar_vfs_real_create(64, vfs_out);
+	if (rc == 0)
+		real_of(*vfs_out)->blocking = true;
+	return rc;
+}
 
 int ar_vfs_real_create(uint32_t ring_entries, struct ar_vfs **vfs_out)
 {

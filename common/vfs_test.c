@@ -250,6 +250,10 @@ static void test_real_behaviour(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(ar_vfs_close(v, fd), 0);
 	ar_vfs_destroy(v);
+	/* The blocking variant (the WAL log's receiver) behaves the same. */
+	assert_int_equal(ar_vfs_real_create_blocking(&v), 0);
+	behave_files(v, root);
+	ar_vfs_destroy(v);
 	assert_int_equal(nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
 }
 

@@ -581,7 +581,7 @@ static void *receiver_main(void *arg)
 	struct ar_vfs *vfs = NULL;
 	struct wallog *log = NULL;
 	char err[WALLOG_ERROR_BYTES];
-	int rc = ar_vfs_real_create(64, &vfs);
+	int rc = ar_vfs_real_create_blocking(&vfs); /* see vfs.h: writes waited for at once */
 	if (rc == 0)
 		rc = wallog_open(vfs, t->log_dir, t->seg_bytes, true, &log, err);
 	else
