@@ -78,11 +78,6 @@ static void put_be64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)v;
 }
 
-static void lsn_text(ar_lsn lsn, char out[STORE_LSN_TEXT_BYTES])
-{
-	store_lsn_text(lsn, out);
-}
-
 /* The first line of libpq's message, without its newline. */
 static const char *pq_message(PGconn *conn)
 {
@@ -109,6 +104,15 @@ static int fail(struct session *s, enum session_end end, const char *fmt, ...)
 	return end;
 }
 
+/* The connection went: the error names the LSN received up to and libpq's
+ * reason (how, when it matters: " (sending a status reply)"). */
+static int broke(struct session *s, const char *how)
+{
+	ar_lsn at = atomic_load(&s->t->received);
+	return fail(s, SESSION_RETRY, "the connection to the primary broke at %X/%X%s: %s",
+		    (unsigned)(at >> 32), (unsigned)at, how, pq_message(s->conn));
+}
+
 /* ---- status replies ---- */
 
 static int send_reply(struct session *s, bool reply_requested)
@@ -124,11 +128,7 @@ static int send_reply(struct session *s, bool reply_requested)
 	put_be64(msg + 25, (uint64_t)now_us);
 	msg[33] = reply_requested;
 	if (PQputCopyData(s->conn, (const char *)msg, sizeof(msg)) != 1 || PQflush(s->conn) < 0)
-		return fail(s, SESSION_RETRY,
-			    "the connection to the primary broke at %X/%X "
-			    "(sending a status reply): %s",
-			    (unsigned)(atomic_load(&t->received) >> 32),
-			    (unsigned)atomic_load(&t->received), pq_message(s->conn));
+		return broke(s, " (sending a status reply)");
 	s->last_reply_ns = live_now_ns();
 	s->last_reply_apply = apply;
 	atomic_fetch_add(&t->replies, 1);
@@ -145,7 +145,7 @@ static int write_out(struct session *s)
 	if (!s->buf_len)
 		return 0;
 	if (wallog_write(s->log, s->tli, s->buf_lsn, s->buf, s->buf_len, err) < 0) {
-		lsn_text(s->buf_lsn, a);
+		store_lsn_text(s->buf_lsn, a);
 		s->buf_len = 0;
 		return fail(s, SESSION_RETRY, "writing WAL at %s to the log: %s", a, err);
 	}
@@ -165,8 +165,8 @@ static int on_xlogdata(struct session *s, const uint8_t *m, int len)
 	       have = s->buf_len ? s->buf_lsn + s->buf_len : atomic_load(&s->t->received);
 	atomic_store(&s->t->primary, be64(m + 9));
 	if (start > have) {
-		lsn_text(start, a);
-		lsn_text(have, b);
+		store_lsn_text(start, a);
+		store_lsn_text(have, b);
 		return fail(s, SESSION_FATAL, "the primary sent WAL at %s, leaving a gap after %s",
 			    a, b);
 	}
@@ -232,7 +232,7 @@ static int flush_group(struct session *s)
 	if (upto <= atomic_load(&t->flushed))
 		return 0;
 	if (wallog_flush(s->log, err) < 0) {
-		lsn_text(upto, a);
+		store_lsn_text(upto, a);
 		return fail(s, SESSION_RETRY, "flushing the WAL log up to %s: %s", a, err);
 	}
 	atomic_store(&t->flushed, upto);
@@ -268,10 +268,7 @@ static int drain(struct session *s, bool *reply_now, bool *copy_done)
 			return 0;
 		}
 		if (n < 0)
-			return fail(s, SESSION_RETRY,
-				    "the connection to the primary broke at %X/%X: %s",
-				    (unsigned)(atomic_load(&s->t->received) >> 32),
-				    (unsigned)atomic_load(&s->t->received), pq_message(s->conn));
+			return broke(s, "");
 		int rc = on_message(s, (const uint8_t *)buf, n, reply_now);
 		PQfreemem(buf);
 		if (rc)
@@ -303,9 +300,7 @@ static int wait_input(struct session *s)
 	if (atomic_load(&t->rcv_stop) || atomic_load(&t->stop))
 		return SESSION_STOP;
 	if ((p[0].revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(s->conn))
-		return fail(s, SESSION_RETRY, "the connection to the primary broke at %X/%X: %s",
-			    (unsigned)(atomic_load(&t->received) >> 32),
-			    (unsigned)atomic_load(&t->received), pq_message(s->conn));
+		return broke(s, "");
 	return 0;
 }
 
@@ -330,7 +325,7 @@ static int end_of_stream(struct session *s)
 			    PQstatus(s->conn) == CONNECTION_OK ? "shutting down?"
 							       : pq_message(s->conn));
 	char a[STORE_LSN_TEXT_BYTES];
-	lsn_text(next_start, a);
+	store_lsn_text(next_start, a);
 	return fail(s, SESSION_FATAL,
 		    "the primary switched from timeline %u to timeline %u at %s; following a "
 		    "timeline switch is not supported yet",
@@ -376,10 +371,7 @@ static int stream(struct session *s)
 		if (rc == 0)
 			rc = flush_group(s);
 		if (rc == 0 && s->broken)
-			rc = fail(s, SESSION_RETRY,
-				  "the connection to the primary broke at %X/%X: %s",
-				  (unsigned)(atomic_load(&t->received) >> 32),
-				  (unsigned)atomic_load(&t->received), pq_message(s->conn));
+			rc = broke(s, "");
 		if (rc == 0)
 			rc = check_silence(s);
 		uint64_t due = s->last_reply_ns + (uint64_t)t->cfg.status_interval_ms * 1000000u;
@@ -453,8 +445,8 @@ static int check_history(struct session *s, uint32_t primary_tli)
 			    primary_tli, s->tli);
 	/* Against what the log holds durably, not the page streaming would resume at. */
 	ar_lsn held = atomic_load(&s->t->flushed);
-	lsn_text(end, a);
-	lsn_text(held, b);
+	store_lsn_text(end, a);
+	store_lsn_text(held, b);
 	if (end < held)
 		return fail(s, SESSION_FATAL,
 			    "the primary's timeline %u forked from timeline %u at %s, before "
@@ -497,7 +489,7 @@ static int start_streaming(struct session *s, const char *slot)
 	int rc = ensure_slot(s, slot);
 	if (rc)
 		return rc;
-	lsn_text(s->start, a);
+	store_lsn_text(s->start, a);
 	snprintf(sql, sizeof(sql), "START_REPLICATION SLOT \"%s\" PHYSICAL %s TIMELINE %u", slot, a,
 		 s->tli);
 	PGresult *r = PQexec(s->conn, sql);

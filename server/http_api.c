@@ -110,42 +110,34 @@ static json_t *http_status_json(const struct ar_server *s)
 			 timelines);
 }
 
+/* Queue len bytes of data (malloc'ed; freed here in every case). */
+static enum MHD_Result http_send(struct MHD_Connection *conn, unsigned status, void *data,
+				 size_t len, const char *type)
+{
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(data);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", type);
+	enum MHD_Result rc = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
 static enum MHD_Result http_reply(struct MHD_Connection *conn, unsigned status, json_t *body)
 {
 	char *text = json_dumps(body, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(body);
 	if (!text)
 		return MHD_NO;
-	size_t len = strlen(text);
-	struct MHD_Response *resp =
-	    MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-	if (!resp) {
-		free(text);
-		return MHD_NO;
-	}
-	MHD_add_response_header(resp, "Content-Type", "application/json");
-	enum MHD_Result rc = MHD_queue_response(conn, status, resp);
-	MHD_destroy_response(resp);
-	return rc;
+	return http_send(conn, status, text, strlen(text), "application/json");
 }
 
 static json_t *http_error(const char *message, const char *path)
 {
 	return json_pack("{s:s, s:s}", "error", message, "path", path);
-}
-
-static enum MHD_Result http_page(struct MHD_Connection *conn, unsigned status, uint8_t *page)
-{
-	struct MHD_Response *resp =
-	    MHD_create_response_from_buffer(AR_PAGE_BYTES, page, MHD_RESPMEM_MUST_FREE);
-	if (!resp) {
-		free(page);
-		return MHD_NO;
-	}
-	MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
-	enum MHD_Result rc = MHD_queue_response(conn, status, resp);
-	MHD_destroy_response(resp);
-	return rc;
 }
 
 /* ---- timeline routes ---- */
@@ -307,7 +299,7 @@ static enum MHD_Result route_page(struct http_api *api, struct MHD_Connection *c
 		free(p.page);
 		return http_reply(conn, status_of(rc), http_error(err, url));
 	}
-	return http_page(conn, MHD_HTTP_OK, p.page);
+	return http_send(conn, MHD_HTTP_OK, p.page, AR_PAGE_BYTES, "application/octet-stream");
 }
 
 struct branch_req {

@@ -224,32 +224,32 @@ static void print_wal(json_t *j)
 	}
 }
 
-static int cmd_attach(const struct opts *o, const char *conninfo)
+/* POST the JSON body b (taken) to the timeline's action; print the answer. */
+static int post_json(const struct opts *o, const char *action, json_t *b, void (*print)(json_t *))
 {
 	char path[200];
-	timeline_path(o, "attach", path, sizeof(path));
-	json_t *b =
-	    json_pack("{s:s, s:s, s:s}", "primary", conninfo, "slot", o->slot ? o->slot : "",
-		      "application_name", o->appname ? o->appname : "");
-	char *body = json_dumps(b, 0);
+	timeline_path(o, action, path, sizeof(path));
+	char *body = b ? json_dumps(b, 0) : NULL;
 	json_decref(b);
 	long status = 0;
 	json_t *j = body ? api_json(o->api, "POST", path, body, &status) : NULL;
 	free(body);
-	return finish(j, status, o, print_wal);
+	return finish(j, status, o, print);
+}
+
+static int cmd_attach(const struct opts *o, const char *conninfo)
+{
+	return post_json(o, "attach",
+			 json_pack("{s:s, s:s, s:s}", "primary", conninfo, "slot",
+				   o->slot ? o->slot : "", "application_name",
+				   o->appname ? o->appname : ""),
+			 print_wal);
 }
 
 static int cmd_branch(const struct opts *o)
 {
-	char path[200];
-	timeline_path(o, "branch", path, sizeof(path));
-	json_t *b = json_pack("{s:s, s:s}", "new_timeline", o->new_id, "lsn", o->lsn);
-	char *body = json_dumps(b, 0);
-	json_decref(b);
-	long status = 0;
-	json_t *j = body ? api_json(o->api, "POST", path, body, &status) : NULL;
-	free(body);
-	return finish(j, status, o, NULL);
+	return post_json(o, "branch",
+			 json_pack("{s:s, s:s}", "new_timeline", o->new_id, "lsn", o->lsn), NULL);
 }
 
 /* GET path into FILE (8 KiB), or print the server's error. */

@@ -41,29 +41,15 @@ import urllib.request
 
 import pytest
 
-from harness.live import Live
+from harness.live import Live, wait_for
 from harness.pg import PgCluster
-from harness.workload import lsn_int
+from harness.workload import lsn_int, lsn_text
 
 MiB = 1 << 20
 SEG = 16 * MiB
 TENANT2 = "00000000000000000000000000000002"
 
 
-def lsn_text(v):
-    return "%X/%X" % (v >> 32, v & 0xFFFFFFFF)
-
-
-def wait_for(pred, what, timeout=120.0, interval=0.05, detail=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0f s waiting for %s\n%s"
-                                 % (timeout, what, detail()))
-        time.sleep(interval)
 
 
 def current_lsn(pg):

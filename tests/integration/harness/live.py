@@ -12,7 +12,8 @@
 
     live.ctl(*args)            argonctl against the server's API -> process
     live.wal()                 the timeline's WAL status (JSON dict)
-    live.wait(pred, what)      poll until pred() is true (or fail naming what)
+    wait_for(pred, what)       poll until pred() is true (or fail naming what)
+    live.wait(pred, what)      the same, the failure showing the WAL status and log
     live.wait_sync()           until pg_stat_replication shows Argon as sync;
                                returns the seconds it took
     live.wait_ingested(lsn)    until Argon ingested lsn
@@ -40,6 +41,19 @@ from .workload import lsn_int
 
 TENANT = "00000000000000000000000000000001"
 TIMELINE = "00000000000000000000000000000001"
+
+
+def wait_for(pred, what, timeout=120.0, interval=0.05, detail=lambda: ""):
+    """Poll pred() until it is true (returned), or fail naming what and detail()."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0f s waiting for %s\n%s"
+                                 % (timeout, what, detail()))
+        time.sleep(interval)
 
 
 class Live:
@@ -154,15 +168,8 @@ class Live:
         return json.loads(self.ctl("--json", "wal").stdout)
 
     def wait(self, pred, what, timeout=60.0, interval=0.05):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = pred()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError("timed out waiting for %s; WAL status %s\n%s" % (
-                    what, self._wal_or_none(), self.ps.log()[-3000:]))
-            time.sleep(interval)
+        return wait_for(pred, what, timeout, interval, detail=lambda: "WAL status %s\n%s" % (
+            self._wal_or_none(), self.ps.log()[-3000:]))
 
     def _wal_or_none(self):
         try:
