@@ -13,6 +13,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,18 +64,16 @@ static int start_one(struct ar_server *s, const struct tl_id *tenant, const stru
 	return rc;
 }
 
-/* A timeline whose ingest state names a primary (ingest/<tenant>/<timeline>.json). */
+/* A timeline whose ingest state names a primary (ingest/<tenant>/<timeline>.json,
+ * written by store_state_write). */
 static bool attached(const char *path)
 {
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return false;
-	char buf[4096];
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	const char *p = strstr(buf, "\"primary_conninfo\": \"");
-	return p && p[strlen("\"primary_conninfo\": \"")] != '"';
+	json_error_t jerr;
+	json_t *st = json_load_file(path, 0, &jerr);
+	const char *conninfo = json_string_value(json_object_get(st, "primary_conninfo"));
+	bool yes = conninfo && conninfo[0];
+	json_decref(st);
+	return yes;
 }
 
 static void load_tenant(struct ar_server *s, const char *tenant_hex)
