@@ -24,7 +24,15 @@
 #include <strings.h>
 #include <unistd.h>
 
-enum knob_kind { KNOB_PATH, KNOB_ADDRESS, KNOB_COUNT, KNOB_BYTES, KNOB_MS, KNOB_LEVEL };
+enum knob_kind {
+	KNOB_PATH,
+	KNOB_ADDRESS,
+	KNOB_SECRET,
+	KNOB_COUNT,
+	KNOB_BYTES,
+	KNOB_MS,
+	KNOB_LEVEL
+};
 
 struct knob {
 	const char *name;
@@ -71,6 +79,12 @@ static const struct knob knob_table[] = {
 	  1u << 20, 1ull << 40, "WAL held in memory before it is written as a layer file" },
 	{ "layer_cache_bytes", KNOB_BYTES, KNOB_FIELD(layer_cache_bytes), "256MiB", 1u << 20,
 	  1ull << 40, "each live tenant's cache of layer-file blocks" },
+	{ "page_cache_bytes", KNOB_BYTES, KNOB_FIELD(page_cache_bytes), "64MiB", 0, 1ull << 40,
+	  "each core's cache of reconstructed pages (0: none)" },
+	{ "wait_lsn_timeout_ms", KNOB_MS, KNOB_FIELD(wait_lsn_timeout_ms), "300s", 1, 3600000,
+	  "how long a page request waits for WAL to reach its LSN" },
+	{ "pg_password", KNOB_SECRET, KNOB_FIELD(pg_password), "", 0, 0,
+	  "password (token) every PostgreSQL-protocol client must give; empty: trust" },
 };
 
 enum { KNOB_COUNT_TOTAL = sizeof(knob_table) / sizeof(knob_table[0]) };
@@ -227,7 +241,7 @@ static int knob_set_string(struct ar_config *config, const struct knob *knob, co
 {
 	size_t len = strlen(value);
 
-	if (len == 0)
+	if (len == 0 && knob->kind != KNOB_SECRET)
 		return config_error(err, "parameter \"%s\" must not be empty", knob->name);
 	if (len >= knob->size)
 		return config_error(err,
@@ -296,6 +310,7 @@ int ar_config_set(struct ar_config *config, const char *key, const char *value,
 	switch (knob->kind) {
 	case KNOB_PATH:
 	case KNOB_ADDRESS:
+	case KNOB_SECRET:
 		return knob_set_string(config, knob, value, err);
 	case KNOB_COUNT:
 	case KNOB_BYTES:
@@ -420,6 +435,9 @@ static void knob_format(const struct ar_config *config, const struct knob *knob,
 	case KNOB_PATH:
 	case KNOB_ADDRESS:
 		snprintf(buf, size, "%s", field);
+		return;
+	case KNOB_SECRET:
+		snprintf(buf, size, "%s", field[0] ? "(set)" : "(none)");
 		return;
 	case KNOB_LEVEL:
 		snprintf(buf, size, "%s", ar_log_level_name(config->log_min_level));

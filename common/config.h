@@ -33,6 +33,9 @@ struct ar_config {
 	uint64_t wal_checkpoint_interval_ms;
 	uint64_t checkpoint_distance_bytes; /* in-memory layer size before a flush */
 	uint64_t layer_cache_bytes;
+	uint64_t page_cache_bytes;
+	uint64_t wait_lsn_timeout_ms;
+	char pg_password[128];
 };
 
 void ar_config_init_defaults(struct ar_config *config);

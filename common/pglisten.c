@@ -1,16 +1,22 @@
 /*
  * pglisten.c - Per-core accept loop and connection I/O over io_uring.
  *
- * Connection states (one operation in flight per connection at a time):
+ * A connection has at most one receive and one send in flight, each with its own
+ * struct ar_io, so answers finished elsewhere go out while the next requests are
+ * read.  pglisten_process is the one place that decides what to do next:
  *
- *   RECV --bytes--> feed session --answer--> SEND --all sent--> RECV
- *     |                   \--nothing to say--> RECV
- *     \--EOF/error--> closed        SEND --session closed--> closed
+ *   feed received bytes to the session (startup, auth, simple queries) or, once
+ *   the session is in CopyBoth, offer each CopyData to the service (data);
+ *   let the service put finished answers in order (drain);
+ *   send what is buffered; receive while there is room; close when told to.
  *
- *   transition            function
- *   accept -> RECV        pglisten_accept_done
- *   RECV -> SEND/RECV     pglisten_recv_done -> pglisten_process
- *   SEND -> RECV/closed   pglisten_send_done -> pglisten_process
+ *   transition              function
+ *   accept -> open          pglisten_accept_done
+ *   recv done -> process    pglisten_recv_done
+ *   send done -> process    pglisten_send_done
+ *   answer finished         ar_pgconn_wake -> pglisten_process
+ *   closing -> freed        pglisten_try_free: no I/O in flight and the service
+ *                           says nothing of the connection is in flight
  *
  * Invariants:
  *  1. A connection lives on the core that accepted it, in that core's arena;
@@ -18,6 +24,10 @@
  *  2. At most AR_PG_CONNECTIONS_PER_CORE_MAX connections per core; one more is
  *     told "too many clients" and closed.
  *  3. Pipelined requests wait in the receive buffer and are answered in order.
+ *  4. Bytes between send_off and send_len are never moved while a send is in
+ *     flight; new answers are appended after send_len.
+ *  5. A stream's buffers (service state, large send buffer) are taken when the
+ *     connection switches to CopyBoth and recycled with it.
  * Depends on: runtime (ring, arena), pgwire (session), limits.
  */
 #include "common/pglisten.h"
@@ -33,23 +43,45 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-struct pg_conn {
-	struct ar_io io; /* the one operation in flight */
+#define FATAL_TEXT_BYTES 1024
+
+/* What a connection in CopyBoth carries besides the small connection. */
+struct pg_stream {
+	struct pg_stream *next_free;
+	uint8_t *send_buf;
+	void *state;
+};
+
+struct ar_pgconn {
+	struct ar_io recv_io;
+	struct ar_io send_io;
 	struct ar_pglisten *listen;
-	struct pg_conn *next_free;
+	struct ar_pgconn *next_free;
 	int fd;
 	uint32_t slot;
+	bool recv_busy;
+	bool send_busy;
+	bool closing;     /* no more input; free once idle */
+	bool close_after; /* close once every answer is sent (CopyDone, Terminate, fatal) */
+	bool stalled;     /* the service's window is full */
+	bool in_process;  /* guards against re-entry from the service */
 	size_t recv_len;
 	size_t send_len;
 	size_t send_off;
+	uint8_t *send_buf;
+	size_t send_cap;
+	struct pg_stream *stream;
+	void *state; /* the service's, for every connection (small) */
+	char fatal[FATAL_TEXT_BYTES];
 	struct pgw_session session;
 	uint8_t recv_buf[AR_PG_RECV_BUFFER_BYTES];
-	uint8_t send_buf[AR_PG_SEND_BUFFER_BYTES];
+	uint8_t small_send[AR_PG_SEND_BUFFER_BYTES];
 };
 
 struct ar_pglisten {
@@ -57,32 +89,33 @@ struct ar_pglisten {
 	int listen_fd;
 	bool stopping;
 	struct ar_io accept_io;
-	pgw_query_fn *query_fn;
-	void *query_ctx;
-	struct pg_conn *free_list;
-	struct pg_conn *conns[AR_PG_CONNECTIONS_PER_CORE_MAX]; /* slot -> conn, NULL if free */
+	struct ar_pgservice_ops ops;
+	struct ar_pgconn *free_list;
+	struct pg_stream *free_streams;
+	struct ar_pgconn *conns[AR_PG_CONNECTIONS_PER_CORE_MAX]; /* slot -> conn, NULL if free */
 	uint32_t slots_allocated;
 	_Atomic uint64_t accepted;
 	_Atomic uint64_t active;
 	_Atomic uint64_t refused;
 	_Atomic uint64_t queries;
+	_Atomic uint64_t streams;
 };
 
 static void pglisten_accept_arm(struct ar_pglisten *l);
-static void pglisten_recv_arm(struct pg_conn *c);
-static void pglisten_process(struct pg_conn *c);
+static void pglisten_process(struct ar_pgconn *c);
 
-static void pglisten_query(void *ctx, const char *query, struct pgw_out *out)
+static int pglisten_query(void *ctx, const char *query, struct pgw_out *out)
 {
-	struct ar_pglisten *l = ctx;
+	struct ar_pgconn *c = ctx;
+	struct ar_pglisten *l = c->listen;
 
 	atomic_fetch_add_explicit(&l->queries, 1, memory_order_relaxed);
-	l->query_fn(l->query_ctx, query, out);
+	return l->ops.query(l->ops.svc, c->state, c, query, out);
 }
 
-static struct pg_conn *pglisten_conn_get(struct ar_pglisten *l)
+static struct ar_pgconn *pglisten_conn_get(struct ar_pglisten *l)
 {
-	struct pg_conn *c = l->free_list;
+	struct ar_pgconn *c = l->free_list;
 
 	if (c) {
 		l->free_list = c->next_free;
@@ -90,23 +123,64 @@ static struct pg_conn *pglisten_conn_get(struct ar_pglisten *l)
 	}
 	if (l->slots_allocated == AR_PG_CONNECTIONS_PER_CORE_MAX)
 		return NULL;
-	c = ar_arena_alloc(ar_core_arena(l->core), sizeof(*c), 64);
-	if (!c)
-		return NULL;
+	struct ar_arena *arena = ar_core_arena(l->core);
+	c = ar_arena_alloc(arena, sizeof(*c), 64);
+	void *state = l->ops.state_bytes ? ar_arena_alloc(arena, l->ops.state_bytes, 64) : NULL;
+	if (!c || (l->ops.state_bytes && !state))
+		return NULL; /* what was carved stays in the arena: it is full anyway */
+	c->state = state;
 	c->slot = l->slots_allocated++;
 	return c;
 }
 
-static void pglisten_conn_close(struct pg_conn *c)
+/* A stream's large buffers: recycled, else carved from the arena. */
+static struct pg_stream *pglisten_stream_get(struct ar_pglisten *l)
+{
+	struct pg_stream *st = l->free_streams;
+	if (st) {
+		l->free_streams = st->next_free;
+		return st;
+	}
+	struct ar_arena *arena = ar_core_arena(l->core);
+	st = ar_arena_alloc(arena, sizeof(*st), 64);
+	if (!st)
+		return NULL;
+	st->send_buf = ar_arena_alloc(arena, l->ops.stream_send_bytes, 64);
+	return st->send_buf ? st : NULL;
+}
+
+/* Every I/O finished and the service holds nothing of it: recycle the slot. */
+static void pglisten_try_free(struct ar_pgconn *c)
 {
 	struct ar_pglisten *l = c->listen;
 
-	close(c->fd);
+	if (c->recv_busy || c->send_busy)
+		return;
+	if (l->ops.state_bytes && !l->ops.close(l->ops.svc, c->state))
+		return; /* answers in flight on other cores come back first */
+	if (c->fd >= 0)
+		close(c->fd);
 	c->fd = -1;
+	if (c->stream) {
+		c->stream->next_free = l->free_streams;
+		l->free_streams = c->stream;
+		c->stream = NULL;
+	}
 	l->conns[c->slot] = NULL;
 	c->next_free = l->free_list;
 	l->free_list = c;
 	atomic_fetch_sub_explicit(&l->active, 1, memory_order_relaxed);
+}
+
+/* Stop reading and writing; the slot is recycled once nothing is in flight. */
+static void pglisten_conn_close(struct ar_pgconn *c)
+{
+	if (!c->closing) {
+		c->closing = true;
+		/* A pending receive completes at once with 0. */
+		shutdown(c->fd, SHUT_RDWR);
+	}
+	pglisten_try_free(c);
 }
 
 /* Tell a client over the limit why, best effort, without blocking the core. */
@@ -123,8 +197,8 @@ static void pglisten_refuse(int fd)
 
 static void pglisten_accept_done(struct ar_core *core, struct ar_io *io, int result)
 {
-	struct ar_pglisten *l = (struct ar_pglisten *)((char *)io - offsetof(struct ar_pglisten,
-									       accept_io));
+	struct ar_pglisten *l =
+	    (struct ar_pglisten *)((char *)io - offsetof(struct ar_pglisten, accept_io));
 	(void)core;
 	if (l->stopping) {
 		if (result >= 0)
@@ -139,7 +213,7 @@ static void pglisten_accept_done(struct ar_core *core, struct ar_io *io, int res
 		return;
 	}
 	int fd = result;
-	struct pg_conn *c = pglisten_conn_get(l);
+	struct ar_pgconn *c = pglisten_conn_get(l);
 	if (!c) {
 		atomic_fetch_add_explicit(&l->refused, 1, memory_order_relaxed);
 		pglisten_refuse(fd);
@@ -153,16 +227,24 @@ static void pglisten_accept_done(struct ar_core *core, struct ar_io *io, int res
 		secret = (uint32_t)ar_core_now_ns();
 	c->listen = l;
 	c->fd = fd;
-	c->recv_len = 0;
-	c->send_len = 0;
-	c->send_off = 0;
+	c->recv_busy = c->send_busy = c->closing = c->close_after = false;
+	c->stalled = c->in_process = false;
+	c->recv_len = c->send_len = c->send_off = 0;
+	c->send_buf = c->small_send;
+	c->send_cap = sizeof(c->small_send);
+	c->stream = NULL;
+	c->fatal[0] = '\0';
+	if (l->ops.state_bytes)
+		memset(c->state, 0, l->ops.state_bytes);
 	/* BackendKeyData pid: core and slot, so a cancel request could find its target. */
 	pgw_session_init(&c->session, ar_core_info(l->core)->index << 16 | c->slot, secret,
-			 pglisten_query, l);
+			 pglisten_query, c);
+	if (l->ops.password)
+		pgw_session_require_password(&c->session, l->ops.password);
 	l->conns[c->slot] = c;
 	atomic_fetch_add_explicit(&l->accepted, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&l->active, 1, memory_order_relaxed);
-	pglisten_recv_arm(c);
+	pglisten_process(c);
 	pglisten_accept_arm(l);
 }
 
@@ -176,59 +258,28 @@ static void pglisten_accept_arm(struct ar_pglisten *l)
 
 static void pglisten_send_done(struct ar_core *core, struct ar_io *io, int result)
 {
-	struct pg_conn *c = (struct pg_conn *)io;
+	struct ar_pgconn *c =
+	    (struct ar_pgconn *)((char *)io - offsetof(struct ar_pgconn, send_io));
 	(void)core;
 
+	c->send_busy = false;
 	if (result <= 0) {
 		pglisten_conn_close(c);
 		return;
 	}
 	c->send_off += (size_t)result;
 	AR_ASSERT(c->send_off <= c->send_len);
-	if (c->send_off < c->send_len) {
-		struct io_uring_sqe *sqe = ar_core_sqe(c->listen->core, &c->io);
-		AR_ASSERT(sqe != NULL);
-		io_uring_prep_send(sqe, c->fd, c->send_buf + c->send_off, c->send_len - c->send_off,
-				   MSG_NOSIGNAL);
-		return;
-	}
-	c->send_len = 0;
-	c->send_off = 0;
 	pglisten_process(c);
-}
-
-/* Feed what was received to the session; send its answer, or read more. */
-static void pglisten_process(struct pg_conn *c)
-{
-	struct pgw_out out = { .data = c->send_buf, .cap = sizeof(c->send_buf) };
-	size_t consumed = pgw_session_feed(&c->session, c->recv_buf, c->recv_len, &out);
-
-	AR_ASSERT(consumed <= c->recv_len);
-	AR_ASSERT(!out.overflow); /* the session keeps PGW_SESSION_OUT_RESERVE free per answer */
-	memmove(c->recv_buf, c->recv_buf + consumed, c->recv_len - consumed);
-	c->recv_len -= consumed;
-	if (out.len > 0) {
-		c->send_len = out.len;
-		c->send_off = 0;
-		c->io.done = pglisten_send_done;
-		struct io_uring_sqe *sqe = ar_core_sqe(c->listen->core, &c->io);
-		AR_ASSERT(sqe != NULL);
-		io_uring_prep_send(sqe, c->fd, c->send_buf, c->send_len, MSG_NOSIGNAL);
-		return;
-	}
-	if (c->session.state == PGW_STATE_CLOSED) {
-		pglisten_conn_close(c);
-		return;
-	}
-	pglisten_recv_arm(c);
 }
 
 static void pglisten_recv_done(struct ar_core *core, struct ar_io *io, int result)
 {
-	struct pg_conn *c = (struct pg_conn *)io;
+	struct ar_pgconn *c =
+	    (struct ar_pgconn *)((char *)io - offsetof(struct ar_pgconn, recv_io));
 	(void)core;
 
-	if (result <= 0) {
+	c->recv_busy = false;
+	if (result <= 0 || c->closing) {
 		pglisten_conn_close(c);
 		return;
 	}
@@ -237,31 +288,177 @@ static void pglisten_recv_done(struct ar_core *core, struct ar_io *io, int resul
 	pglisten_process(c);
 }
 
-static void pglisten_recv_arm(struct pg_conn *c)
+/* Switch to CopyBoth: the large send buffer, with what is unsent moved over. */
+static bool pglisten_stream_start(struct ar_pgconn *c)
 {
-	/* A whole message always fits (AR_PG_MESSAGE_BYTES_MAX <= buffer), so a full
-	 * buffer holding no complete message cannot happen: the decoder refuses first. */
-	AR_ASSERT(c->recv_len < sizeof(c->recv_buf));
-	c->io.done = pglisten_recv_done;
-	struct io_uring_sqe *sqe = ar_core_sqe(c->listen->core, &c->io);
-	AR_ASSERT(sqe != NULL);
-	io_uring_prep_recv(sqe, c->fd, c->recv_buf + c->recv_len, sizeof(c->recv_buf) - c->recv_len,
-			   0);
+	struct ar_pglisten *l = c->listen;
+	if (c->stream)
+		return true;
+	if (c->send_busy)
+		return false; /* once the small buffer's send is done */
+	struct pg_stream *st = pglisten_stream_get(l);
+	if (!st) {
+		snprintf(c->fatal, sizeof(c->fatal), "out of memory for a page stream on core %u",
+			 ar_core_info(l->core)->index);
+		return false;
+	}
+	size_t pending = c->send_len - c->send_off;
+	memcpy(st->send_buf, c->send_buf + c->send_off, pending);
+	c->stream = st;
+	c->send_buf = st->send_buf;
+	c->send_cap = l->ops.stream_send_bytes;
+	c->send_off = 0;
+	c->send_len = pending;
+	atomic_fetch_add_explicit(&l->streams, 1, memory_order_relaxed);
+	return true;
 }
 
-int ar_pglisten_start(struct ar_core *core, int listen_fd, pgw_query_fn *query_fn, void *query_ctx,
+/* Offer whole CopyData messages to the service, in order. */
+static void pglisten_stream_input(struct ar_pgconn *c)
+{
+	struct ar_pglisten *l = c->listen;
+	size_t consumed = 0;
+
+	c->stalled = false;
+	while (!c->close_after && consumed < c->recv_len) {
+		struct pgw_message msg;
+		const char *err = "malformed message";
+		int n =
+		    pgw_message_decode(c->recv_buf + consumed, c->recv_len - consumed, &msg, &err);
+		if (n == 0)
+			break;
+		if (n < 0) {
+			snprintf(c->fatal, sizeof(c->fatal), "%s", err);
+			c->close_after = true;
+			break;
+		}
+		if (msg.type == 'd') {
+			int r = l->ops.data(l->ops.svc, c->state, msg.body, msg.body_len, c->fatal);
+			if (r == 0) {
+				c->stalled = true;
+				break;
+			}
+			if (r < 0)
+				c->close_after = true;
+		} else if (msg.type == 'c' || msg.type == 'X') {
+			c->close_after = true; /* CopyDone or Terminate: answer what came before */
+		} else if (msg.type == 'f') {
+			c->close_after = true; /* CopyFail: the client gave up */
+		} else {
+			snprintf(c->fatal, sizeof(c->fatal),
+				 "unexpected message type 0x%02x during COPY from stdin", msg.type);
+			c->close_after = true;
+		}
+		consumed += (size_t)n;
+	}
+	memmove(c->recv_buf, c->recv_buf + consumed, c->recv_len - consumed);
+	c->recv_len -= consumed;
+}
+
+static void pglisten_process(struct ar_pgconn *c)
+{
+	struct ar_pglisten *l = c->listen;
+
+	if (c->in_process)
+		return;
+	if (c->closing) {
+		pglisten_try_free(c);
+		return;
+	}
+	c->in_process = true;
+	if (!c->send_busy && c->send_off > 0) {
+		memmove(c->send_buf, c->send_buf + c->send_off, c->send_len - c->send_off);
+		c->send_len -= c->send_off;
+		c->send_off = 0;
+	}
+	struct pgw_out out = { .data = c->send_buf + c->send_len,
+			       .cap = c->send_cap - c->send_len };
+	bool pending = false;
+	if (c->session.state != PGW_STATE_COPYBOTH) {
+		size_t consumed = pgw_session_feed(&c->session, c->recv_buf, c->recv_len, &out);
+		AR_ASSERT(consumed <= c->recv_len);
+		AR_ASSERT(!out.overflow); /* the session keeps PGW_SESSION_OUT_RESERVE free */
+		memmove(c->recv_buf, c->recv_buf + consumed, c->recv_len - consumed);
+		c->recv_len -= consumed;
+		c->send_len += out.len;
+		if (c->session.state == PGW_STATE_CLOSED)
+			c->close_after = true;
+	}
+	if (c->session.state == PGW_STATE_COPYBOTH && !c->close_after) {
+		if (pglisten_stream_start(c)) {
+			pglisten_stream_input(c);
+			out = (struct pgw_out){ .data = c->send_buf + c->send_len,
+						.cap = c->send_cap - c->send_len };
+			pending = l->ops.drain(l->ops.svc, c->state, &out);
+			c->send_len += out.len;
+		} else if (c->fatal[0]) {
+			c->close_after = true;
+		}
+	} else if (c->session.state == PGW_STATE_COPYBOTH) {
+		out = (struct pgw_out){ .data = c->send_buf + c->send_len,
+					.cap = c->send_cap - c->send_len };
+		pending = l->ops.drain(l->ops.svc, c->state, &out);
+		c->send_len += out.len;
+	}
+	/* A fatal error goes after every answer before it. */
+	if (c->close_after && !pending && c->fatal[0]) {
+		out = (struct pgw_out){ .data = c->send_buf + c->send_len,
+					.cap = c->send_cap - c->send_len };
+		pgw_put_error(&out, "FATAL", "08P01", c->fatal, NULL);
+		c->send_len += out.len;
+		c->fatal[0] = '\0';
+	}
+	if (!c->send_busy && c->send_len > c->send_off) {
+		c->send_busy = true;
+		c->send_io.done = pglisten_send_done;
+		struct io_uring_sqe *sqe = ar_core_sqe(l->core, &c->send_io);
+		AR_ASSERT(sqe != NULL);
+		io_uring_prep_send(sqe, c->fd, c->send_buf + c->send_off, c->send_len - c->send_off,
+				   MSG_NOSIGNAL);
+	}
+	c->in_process = false;
+	if (c->close_after && !pending && !c->send_busy) {
+		pglisten_conn_close(c);
+		return;
+	}
+	/* A whole message always fits the buffer (AR_PG_MESSAGE_BYTES_MAX <= its size),
+	 * so a full buffer with no complete message cannot happen: the decoder refuses
+	 * first.  While stalled, the buffer may fill with requests waiting their turn. */
+	if (!c->close_after && !c->recv_busy && c->recv_len < sizeof(c->recv_buf)) {
+		c->recv_busy = true;
+		c->recv_io.done = pglisten_recv_done;
+		struct io_uring_sqe *sqe = ar_core_sqe(l->core, &c->recv_io);
+		AR_ASSERT(sqe != NULL);
+		io_uring_prep_recv(sqe, c->fd, c->recv_buf + c->recv_len,
+				   sizeof(c->recv_buf) - c->recv_len, 0);
+	}
+}
+
+void ar_pgconn_wake(struct ar_pgconn *conn)
+{
+	pglisten_process(conn);
+}
+
+struct ar_core *ar_pgconn_core(const struct ar_pgconn *conn)
+{
+	return conn->listen->core;
+}
+
+int ar_pglisten_start(struct ar_core *core, int listen_fd, const struct ar_pgservice_ops *ops,
 		      struct ar_pglisten **listen_out)
 {
 	AR_ASSERT(listen_fd >= 0);
-	AR_ASSERT(query_fn != NULL);
+	AR_ASSERT(ops->query != NULL);
+	AR_ASSERT(ops->state_bytes == 0 || (ops->data && ops->drain && ops->close));
 	struct ar_pglisten *l = ar_arena_alloc(ar_core_arena(core), sizeof(*l), 64);
 	if (!l)
 		return -ENOMEM;
 	memset(l, 0, sizeof(*l));
 	l->core = core;
 	l->listen_fd = listen_fd;
-	l->query_fn = query_fn;
-	l->query_ctx = query_ctx;
+	l->ops = *ops;
+	if (l->ops.stream_send_bytes < AR_PG_SEND_BUFFER_BYTES)
+		l->ops.stream_send_bytes = AR_PG_SEND_BUFFER_BYTES;
 	pglisten_accept_arm(l);
 	*listen_out = l;
 	return 0;
@@ -269,10 +466,16 @@ int ar_pglisten_start(struct ar_core *core, int listen_fd, pgw_query_fn *query_f
 
 void ar_pglisten_stop(struct ar_pglisten *l)
 {
+	/* The core stops: its ring goes away with whatever is in flight, so sockets are
+	 * closed here without waiting for completions. */
 	l->stopping = true;
-	for (uint32_t i = 0; i < l->slots_allocated; i++)
-		if (l->conns[i])
-			pglisten_conn_close(l->conns[i]);
+	for (uint32_t i = 0; i < l->slots_allocated; i++) {
+		struct ar_pgconn *c = l->conns[i];
+		if (c && c->fd >= 0) {
+			close(c->fd);
+			c->fd = -1;
+		}
+	}
 }
 
 void ar_pglisten_stats_read(const struct ar_pglisten *l, struct ar_pglisten_stats *out)
@@ -283,4 +486,5 @@ void ar_pglisten_stats_read(const struct ar_pglisten *l, struct ar_pglisten_stat
 	out->connections_active = atomic_load_explicit(&m->active, memory_order_relaxed);
 	out->connections_refused = atomic_load_explicit(&m->refused, memory_order_relaxed);
 	out->queries = atomic_load_explicit(&m->queries, memory_order_relaxed);
+	out->streams = atomic_load_explicit(&m->streams, memory_order_relaxed);
 }

@@ -247,6 +247,21 @@ void pgw_put_empty_query(struct pgw_out *out)
 	msg_end(out, m);
 }
 
+void pgw_put_copy_both_response(struct pgw_out *out)
+{
+	size_t m = msg_begin(out, 'W');
+	pgw_put_byte(out, 0);
+	put_u16(out, 0);
+	msg_end(out, m);
+}
+
+void pgw_put_copy_data(struct pgw_out *out, const uint8_t *payload, size_t len)
+{
+	size_t m = msg_begin(out, 'd');
+	put_bytes(out, payload, len);
+	msg_end(out, m);
+}
+
 /* ---- session ---- */
 
 void pgw_session_init(struct pgw_session *session, uint32_t backend_pid, uint32_t backend_secret,
@@ -266,6 +281,56 @@ static void session_fail(struct pgw_session *session, struct pgw_out *out, const
 {
 	pgw_put_error(out, "FATAL", sqlstate, message, NULL);
 	session->state = PGW_STATE_CLOSED;
+}
+
+void pgw_session_require_password(struct pgw_session *session, const char *password)
+{
+	session->password = password;
+}
+
+/* AuthenticationOk, the parameters a client expects, BackendKeyData, ready. */
+static void session_ready(struct pgw_session *session, struct pgw_out *out)
+{
+	pgw_put_auth_ok(out);
+	pgw_put_parameter_status(out, "server_version", "15.0 (Argon)");
+	pgw_put_parameter_status(out, "server_encoding", "UTF8");
+	pgw_put_parameter_status(out, "client_encoding", "UTF8");
+	pgw_put_parameter_status(out, "DateStyle", "ISO, MDY");
+	pgw_put_parameter_status(out, "integer_datetimes", "on");
+	pgw_put_parameter_status(out, "standard_conforming_strings", "on");
+	pgw_put_parameter_status(out, "application_name", session->application_name);
+	pgw_put_backend_key(out, session->backend_pid, session->backend_secret);
+	pgw_put_ready(out, 'I');
+	session->state = PGW_STATE_READY;
+}
+
+/* Equal strings, in time that depends only on their lengths. */
+static bool secret_equal(const char *a, size_t alen, const char *b)
+{
+	size_t blen = strlen(b);
+	uint8_t diff = alen != blen;
+	for (size_t i = 0; i < alen; i++)
+		diff |= (uint8_t)(a[i] ^ b[i % (blen ? blen : 1)]);
+	return diff == 0;
+}
+
+/* PasswordMessage: the password as a string filling the message. */
+static void session_password(struct pgw_session *session, const struct pgw_message *msg,
+			     struct pgw_out *out)
+{
+	char text[160];
+	if (msg->type != 'p' || msg->body_len == 0 || msg->body[msg->body_len - 1] != '\0' ||
+	    memchr(msg->body, '\0', msg->body_len) != msg->body + msg->body_len - 1) {
+		session_fail(session, out, "08P01", "expected password response");
+		return;
+	}
+	if (!secret_equal((const char *)msg->body, msg->body_len - 1, session->password)) {
+		snprintf(text, sizeof(text), "password authentication failed for user \"%.64s\"",
+			 session->user);
+		session_fail(session, out, "28P01", text);
+		return;
+	}
+	session_ready(session, out);
 }
 
 static void copy_param(char *dst, size_t size, const char *src)
@@ -299,17 +364,14 @@ static void session_startup(struct pgw_session *session, const struct pgw_startu
 			     "no PostgreSQL user name specified in startup packet");
 		return;
 	}
-	pgw_put_auth_ok(out);
-	pgw_put_parameter_status(out, "server_version", "15.0 (Argon)");
-	pgw_put_parameter_status(out, "server_encoding", "UTF8");
-	pgw_put_parameter_status(out, "client_encoding", "UTF8");
-	pgw_put_parameter_status(out, "DateStyle", "ISO, MDY");
-	pgw_put_parameter_status(out, "integer_datetimes", "on");
-	pgw_put_parameter_status(out, "standard_conforming_strings", "on");
-	pgw_put_parameter_status(out, "application_name", session->application_name);
-	pgw_put_backend_key(out, session->backend_pid, session->backend_secret);
-	pgw_put_ready(out, 'I');
-	session->state = PGW_STATE_READY;
+	if (session->password) {
+		size_t m = msg_begin(out, 'R');
+		put_u32(out, 3); /* AuthenticationCleartextPassword */
+		msg_end(out, m);
+		session->state = PGW_STATE_AUTH;
+		return;
+	}
+	session_ready(session, out);
 }
 
 static void session_query(struct pgw_session *session, const struct pgw_message *msg,
@@ -324,10 +386,12 @@ static void session_query(struct pgw_session *session, const struct pgw_message 
 	const char *p = query;
 	while (isspace((unsigned char)*p) || *p == ';')
 		p++;
-	if (*p == '\0')
+	if (*p == '\0') {
 		pgw_put_empty_query(out);
-	else
-		session->query_fn(session->query_ctx, query, out);
+	} else if (session->query_fn(session->query_ctx, query, out) == PGW_QUERY_COPYBOTH) {
+		session->state = PGW_STATE_COPYBOTH;
+		return;
+	}
 	pgw_put_ready(out, 'I');
 }
 
@@ -369,8 +433,9 @@ size_t pgw_session_feed(struct pgw_session *session, const uint8_t *in, size_t l
 	size_t consumed = 0;
 
 	/* Bounded: each pass consumes a whole packet of at least 5 bytes or stops. */
-	while (session->state != PGW_STATE_CLOSED && consumed < len &&
-	       out->cap - out->len >= PGW_SESSION_OUT_RESERVE) {
+	while ((session->state == PGW_STATE_STARTUP || session->state == PGW_STATE_AUTH ||
+		session->state == PGW_STATE_READY) &&
+	       consumed < len && out->cap - out->len >= PGW_SESSION_OUT_RESERVE) {
 		const char *err = "malformed packet";
 		int n;
 
@@ -382,7 +447,9 @@ size_t pgw_session_feed(struct pgw_session *session, const uint8_t *in, size_t l
 		} else {
 			struct pgw_message msg;
 			n = pgw_message_decode(in + consumed, len - consumed, &msg, &err);
-			if (n > 0)
+			if (n > 0 && session->state == PGW_STATE_AUTH)
+				session_password(session, &msg, out);
+			else if (n > 0)
 				session_message(session, &msg, out);
 		}
 		if (n == 0)

@@ -8,8 +8,14 @@
  *
  *   STARTUP --SSLRequest/GSSENCRequest--> STARTUP   (answer 'N')    pgw_session_feed
  *   STARTUP --StartupMessage v3.0------> READY     (AuthOk, params) pgw_session_feed
+ *   STARTUP --StartupMessage, password-> AUTH      (cleartext request)
+ *   AUTH    --right PasswordMessage----> READY     (AuthOk, params) pgw_session_feed
+ *   AUTH    --wrong password/other-----> CLOSED    (FATAL 28P01)
  *   STARTUP --CancelRequest/bad---------> CLOSED                     pgw_session_feed
  *   READY   --Query--------------------> READY     (query handler)  pgw_session_feed
+ *   READY   --Query switching----------> COPYBOTH  (CopyBothResponse) pgw_session_feed
+ *   COPYBOTH: the session consumes nothing more; the connection's owner decodes
+ *             CopyData itself (pglisten.c and the page service)
  *   READY   --Terminate/bad/unsupported> CLOSED                     pgw_session_feed
  */
 #ifndef AR_COMMON_PGWIRE_H
@@ -21,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PGW_PROTOCOL_V3 196608u      /* 3.0 */
+#define PGW_PROTOCOL_V3 196608u /* 3.0 */
 #define PGW_SSL_REQUEST 80877103u
 #define PGW_GSSENC_REQUEST 80877104u
 #define PGW_CANCEL_REQUEST 80877102u
@@ -34,7 +40,7 @@ enum pgw_startup_kind {
 };
 
 struct pgw_param {
-	const char *name;  /* points into the decoded packet, NUL-terminated */
+	const char *name; /* points into the decoded packet, NUL-terminated */
 	const char *value;
 };
 
@@ -47,8 +53,7 @@ struct pgw_startup {
 /* Decode a startup-phase packet from buf.  Returns the packet's length (> 0) when
  * one is complete, 0 when more bytes are needed, -AR_EPROTO when malformed.
  * err (may be NULL) names what is wrong. */
-int pgw_startup_decode(const uint8_t *buf, size_t len, struct pgw_startup *out,
-		       const char **err);
+int pgw_startup_decode(const uint8_t *buf, size_t len, struct pgw_startup *out, const char **err);
 
 /* A regular message: type byte, int32 length (counting itself), body. */
 struct pgw_message {
@@ -77,30 +82,46 @@ void pgw_put_ready(struct pgw_out *out, char status);
 void pgw_put_error(struct pgw_out *out, const char *severity, const char *sqlstate,
 		   const char *message, const char *hint);
 /* A row description of text columns. */
-void pgw_put_row_description(struct pgw_out *out, uint32_t column_count,
-			     const char *const *names);
+void pgw_put_row_description(struct pgw_out *out, uint32_t column_count, const char *const *names);
 void pgw_put_data_row(struct pgw_out *out, uint32_t column_count, const char *const *values);
 void pgw_put_command_complete(struct pgw_out *out, const char *tag);
 void pgw_put_empty_query(struct pgw_out *out);
+/* CopyBothResponse: overall format text, no columns (what Neon's page service sends). */
+void pgw_put_copy_both_response(struct pgw_out *out);
+/* CopyData carrying len bytes of payload. */
+void pgw_put_copy_data(struct pgw_out *out, const uint8_t *payload, size_t len);
 
-enum pgw_state { PGW_STATE_STARTUP, PGW_STATE_READY, PGW_STATE_CLOSED };
+enum pgw_state {
+	PGW_STATE_STARTUP,
+	PGW_STATE_AUTH,
+	PGW_STATE_READY,
+	PGW_STATE_COPYBOTH,
+	PGW_STATE_CLOSED,
+};
 
 /* Answers one simple query: write RowDescription/DataRow/CommandComplete or an
- * ErrorResponse to out (not ReadyForQuery: the session adds it). */
-typedef void pgw_query_fn(void *ctx, const char *query, struct pgw_out *out);
+ * ErrorResponse to out (not ReadyForQuery: the session adds it) and return
+ * PGW_QUERY_DONE; or write CopyBothResponse and return PGW_QUERY_COPYBOTH. */
+enum { PGW_QUERY_DONE = 0, PGW_QUERY_COPYBOTH = 1 };
+typedef int pgw_query_fn(void *ctx, const char *query, struct pgw_out *out);
 
 struct pgw_session {
 	enum pgw_state state;
-	uint32_t backend_pid;    /* reported in BackendKeyData */
+	uint32_t backend_pid; /* reported in BackendKeyData */
 	uint32_t backend_secret;
 	pgw_query_fn *query_fn;
 	void *query_ctx;
+	const char *password; /* NULL: trust */
 	char application_name[64];
 	char user[64];
 };
 
 void pgw_session_init(struct pgw_session *session, uint32_t backend_pid, uint32_t backend_secret,
 		      pgw_query_fn *query_fn, void *query_ctx);
+
+/* Ask the client for this password (a token) before the session is ready; the
+ * string is borrowed for the session's life. */
+void pgw_session_require_password(struct pgw_session *session, const char *password);
 
 /* Consume whole packets from in (up to len); answers go to out.  Returns bytes
  * consumed (0: a packet is incomplete).  Stops early once out has less than

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
-static void fuzz_query(void *ctx, const char *query, struct pgw_out *out)
+static int fuzz_query(void *ctx, const char *query, struct pgw_out *out)
 {
 	const char *names[] = { "q" };
 	const char *values[] = { query };
@@ -23,6 +23,7 @@ static void fuzz_query(void *ctx, const char *query, struct pgw_out *out)
 	if (strlen(query) < 1024)
 		pgw_put_data_row(out, 1, values);
 	pgw_put_command_complete(out, "SELECT 1");
+	return query[0] == 'c' ? PGW_QUERY_COPYBOTH : PGW_QUERY_DONE;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -45,15 +45,20 @@ static size_t query_message(uint8_t *buf, const char *sql)
 
 static int queries_seen;
 
-static void echo_query(void *ctx, const char *query, struct pgw_out *out)
+static int echo_query(void *ctx, const char *query, struct pgw_out *out)
 {
 	const char *names[] = { "q" };
 	const char *values[] = { query };
 	(void)ctx;
 	queries_seen++;
+	if (strcmp(query, "copy") == 0) {
+		pgw_put_copy_both_response(out);
+		return PGW_QUERY_COPYBOTH;
+	}
 	pgw_put_row_description(out, 1, names);
 	pgw_put_data_row(out, 1, values);
 	pgw_put_command_complete(out, "SELECT 1");
+	return PGW_QUERY_DONE;
 }
 
 /* Message types in out, in order, as a string ("RSSK Z" -> "RSSKZ"). */
@@ -210,6 +215,67 @@ static void test_session_bad_input(void **state)
 	assert_non_null(memmem(out.data, out.len, "message too long", 16));
 }
 
+/* A query that switches to CopyBoth: 'W' with format 0 and no columns, no
+ * ReadyForQuery, and nothing after it is consumed by the session. */
+static void test_session_copy_both(void **state)
+{
+	uint8_t in[256], outbuf[16384];
+	struct pgw_out out = { .data = outbuf, .cap = sizeof(outbuf) };
+	struct pgw_session s;
+	(void)state;
+
+	pgw_session_init(&s, 1, 1, echo_query, NULL);
+	size_t n = startup_packet(in, "user\0u\0", 7);
+	pgw_session_feed(&s, in, n, &out);
+	out.len = 0;
+	n = query_message(in, "copy");
+	memcpy(in + n, "d\0\0\0\5x", 6); /* a CopyData after it stays unread */
+	assert_int_equal(pgw_session_feed(&s, in, n + 6, &out), n);
+	assert_int_equal(s.state, PGW_STATE_COPYBOTH);
+	const uint8_t want[] = { 'W', 0, 0, 0, 7, 0, 0, 0 };
+	assert_int_equal(out.len, sizeof(want));
+	assert_memory_equal(out.data, want, sizeof(want));
+	assert_int_equal(pgw_session_feed(&s, in + n, 6, &out), 0);
+}
+
+/* Password authentication: cleartext request, then a wrong and a right password. */
+static void test_session_password(void **state)
+{
+	uint8_t in[256], outbuf[16384];
+	struct pgw_out out = { .data = outbuf, .cap = sizeof(outbuf) };
+	struct pgw_session s;
+	char types[64];
+	(void)state;
+
+	for (int right = 0; right < 2; right++) {
+		pgw_session_init(&s, 1, 1, echo_query, NULL);
+		pgw_session_require_password(&s, "sesame");
+		out.len = 0;
+		size_t n = startup_packet(in, "user\0u\0", 7);
+		assert_int_equal(pgw_session_feed(&s, in, n, &out), n);
+		const uint8_t want[] = { 'R', 0, 0, 0, 8, 0, 0, 0, 3 };
+		assert_int_equal(out.len, sizeof(want));
+		assert_memory_equal(out.data, want, sizeof(want));
+		out.len = 0;
+		const char *pw = right ? "sesame" : "sesamf";
+		in[0] = 'p';
+		put32(in + 1, 4 + 7);
+		memcpy(in + 5, pw, 7);
+		assert_int_equal(pgw_session_feed(&s, in, 12, &out), 12);
+		types_of(&out, types, sizeof(types));
+		if (right) {
+			assert_int_equal(s.state, PGW_STATE_READY);
+			assert_int_equal(types[0], 'R');
+		} else {
+			assert_int_equal(s.state, PGW_STATE_CLOSED);
+			assert_string_equal(types, "E");
+			assert_non_null(memmem(out.data, out.len, "28P01", 5));
+			assert_non_null(
+			    memmem(out.data, out.len, "password authentication failed", 30));
+		}
+	}
+}
+
 static void test_encoder_overflow(void **state)
 {
 	uint8_t buf[16];
@@ -226,10 +292,9 @@ static void test_encoder_overflow(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_startup_decode),
-		cmocka_unit_test(test_session_flow),
-		cmocka_unit_test(test_session_bad_input),
-		cmocka_unit_test(test_encoder_overflow),
+		cmocka_unit_test(test_startup_decode),    cmocka_unit_test(test_session_flow),
+		cmocka_unit_test(test_session_bad_input), cmocka_unit_test(test_session_copy_both),
+		cmocka_unit_test(test_session_password),  cmocka_unit_test(test_encoder_overflow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -719,6 +719,7 @@ int tl_get(struct ar_timeline *tl, const struct ar_key *key, ar_lsn lsn, uint8_t
 	}
 	if (missing || !c->have_base)
 		return -AR_ENOKEY;
+	tl->last_value_lsn = c->recs[0].lsn; /* the chain is newest first */
 	return tl_reconstruct(tl, key, c, out, len_out);
 }
 
@@ -834,6 +835,11 @@ ar_lsn tl_last_record_lsn(const struct ar_timeline *tl)
 ar_lsn tl_disk_consistent_lsn(const struct ar_timeline *tl)
 {
 	return tl->disk_consistent_lsn;
+}
+
+ar_lsn tl_last_value_lsn(const struct ar_timeline *tl)
+{
+	return tl->last_value_lsn;
 }
 
 ar_lsn tl_gc_cutoff(const struct ar_timeline *tl)

@@ -158,6 +158,9 @@ ar_lsn tl_start_lsn(const struct ar_timeline *tl);
 ar_lsn tl_last_record_lsn(const struct ar_timeline *tl);
 ar_lsn tl_disk_consistent_lsn(const struct ar_timeline *tl);
 ar_lsn tl_gc_cutoff(const struct ar_timeline *tl);
+/* The LSN of the newest value the last successful tl_get (or tl_rel_nblocks) built
+ * its answer from: that answer holds for every LSN from it up to the LSN read. */
+ar_lsn tl_last_value_lsn(const struct ar_timeline *tl);
 uint32_t tl_layer_count(const struct ar_timeline *tl);
 const struct manifest_layer *tl_layer(const struct ar_timeline *tl, uint32_t index);
 const struct tl_stats *tl_stats(const struct ar_timeline *tl);

@@ -48,6 +48,7 @@ struct ar_timeline {
 	ar_lsn disk_consistent_lsn;
 	ar_lsn gc_cutoff;
 	ar_lsn last_record_lsn;
+	ar_lsn last_value_lsn; /* of the newest value the last tl_get used */
 	uint32_t next_seq;
 	struct tl_layer *layers;
 	uint32_t layer_count;

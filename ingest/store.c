@@ -354,6 +354,14 @@ int store_read_page(struct ar_timeline *tl, const struct ingest_state *st, struc
 		    uint32_t blkno, ar_lsn lsn, uint8_t page[AR_PAGE_BYTES],
 		    char err[STORE_ERROR_BYTES])
 {
+	ar_lsn since;
+	return store_read_page_since(tl, st, rel, blkno, lsn, page, &since, err);
+}
+
+int store_read_page_since(struct ar_timeline *tl, const struct ingest_state *st, struct ar_rel rel,
+			  uint32_t blkno, ar_lsn lsn, uint8_t page[AR_PAGE_BYTES],
+			  ar_lsn *since_out, char err[STORE_ERROR_BYTES])
+{
 	uint32_t len = 0, n = 0;
 	int rc = store_check_read_lsn(tl, st, lsn, err);
 	if (rc < 0)
@@ -361,9 +369,14 @@ int store_read_page(struct ar_timeline *tl, const struct ingest_state *st, struc
 	rc = tl_rel_nblocks(tl, rel, lsn, &n);
 	if (rc == 0 && blkno >= n)
 		rc = -ERANGE;
+	/* The answer depends on the size key and the block's key: it holds from the
+	 * newer of their newest values on. */
+	*since_out = rc == 0 ? tl_last_value_lsn(tl) : lsn;
 	struct ar_key k = ar_key_rel_block(rel, blkno);
 	if (rc == 0)
 		rc = tl_get(tl, &k, lsn, page, &len);
+	if (rc == 0 && tl_last_value_lsn(tl) > *since_out)
+		*since_out = tl_last_value_lsn(tl);
 	if (rc == -AR_ENOKEY && n > blkno) {
 		memset(page, 0, AR_PAGE_BYTES); /* below the size, never written */
 		len = AR_PAGE_BYTES;

@@ -108,6 +108,11 @@ __attribute__((warn_unused_result)) int store_read_page(struct ar_timeline *tl,
 							struct ar_rel rel, uint32_t blkno,
 							ar_lsn lsn, uint8_t page[AR_PAGE_BYTES],
 							char err[STORE_ERROR_BYTES]);
+/* The same, and *since_out: the LSN from which this answer holds up to lsn (the
+ * newest value it was built from), for the page cache's validity rule. */
+__attribute__((warn_unused_result)) int store_read_page_since(
+    struct ar_timeline *tl, const struct ingest_state *st, struct ar_rel rel, uint32_t blkno,
+    ar_lsn lsn, uint8_t page[AR_PAGE_BYTES], ar_lsn *since_out, char err[STORE_ERROR_BYTES]);
 /* An SLRU page (clog, multixact members or offsets) as of lsn. */
 __attribute__((warn_unused_result)) int store_read_slru(
     struct ar_timeline *tl, const struct ingest_state *st, enum ar_slru kind, uint32_t segno,

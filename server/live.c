@@ -55,6 +55,12 @@ static int start_one(struct ar_server *s, const struct tl_id *tenant, const stru
 		snprintf(err, LIVE_ERROR_BYTES, "%d tenants stream already", AR_LIVE_TENANTS_MAX);
 		return -ENOSPC;
 	}
+	if (ar_pageservice_claim(tenant, true) < 0) {
+		snprintf(err, LIVE_ERROR_BYTES,
+			 "the page service serves this tenant from its files; restart the server "
+			 "to stream WAL into it");
+		return -EBUSY;
+	}
 	struct live_config c = server_live_config(s);
 	c.tenant = *tenant;
 	c.timeline = *timeline;

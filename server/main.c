@@ -132,14 +132,12 @@ static int server_core_start(struct ar_core *core, void *ctx)
 
 	s->cores[i].server = s;
 	s->cores[i].index = i;
-	return ar_pglisten_start(core, s->pg_listen_fd, ar_pgservice_query, &s->cores[i],
-				 &s->pglisten[i]);
+	return ar_pageservice_core_start(s, core);
 }
 
 static void server_core_stop(struct ar_core *core, void *ctx)
 {
-	struct ar_server *s = ctx;
-	ar_pglisten_stop(s->pglisten[ar_core_info(core)->index]);
+	ar_pageservice_core_stop(ctx, core);
 }
 
 static void bind_listener(const char *address, int *fd_out, char *bound, size_t bound_size)

@@ -19,10 +19,13 @@
 
 struct ar_server;
 
+struct ps_core;
+
 /* The context of one core's health/page service. */
 struct ar_server_core {
 	struct ar_server *server;
 	uint32_t index;
+	struct ps_core *ps; /* server/pageservice.c, written by the core's start hook */
 };
 
 struct ar_server {
@@ -31,7 +34,7 @@ struct ar_server {
 	struct ar_runtime *runtime;
 	int pg_listen_fd;
 	int http_listen_fd;
-	char pg_address[AR_CONFIG_ADDRESS_BYTES + 8];   /* as bound, with the real port */
+	char pg_address[AR_CONFIG_ADDRESS_BYTES + 8]; /* as bound, with the real port */
 	char http_address[AR_CONFIG_ADDRESS_BYTES + 8];
 	uint64_t started_ns;
 	struct ar_server_core cores[AR_CORES_MAX];
@@ -43,20 +46,27 @@ struct ar_server {
 /* server/pgservice.c: answers simple queries on the PostgreSQL listener. */
 void ar_pgservice_query(void *ctx, const char *query, struct pgw_out *out);
 
+/* server/pageservice.c: the page service on each core (its listener included). */
+__attribute__((warn_unused_result)) int ar_pageservice_core_start(struct ar_server *s,
+								  struct ar_core *core);
+void ar_pageservice_core_stop(struct ar_server *s, struct ar_core *core);
+/* A tenant's files are held by the page service (live false) or by a live
+ * timeline (true), never both: -EBUSY if the other side holds them. */
+__attribute__((warn_unused_result)) int ar_pageservice_claim(const struct tl_id *tenant, bool live);
+
 /* server/live.c: the live timelines (ingest/live.h), at most one per tenant. */
 __attribute__((warn_unused_result)) int ar_server_live_load(struct ar_server *s);
 void ar_server_live_stop(struct ar_server *s);
-__attribute__((warn_unused_result)) int
-ar_server_live_attach(struct ar_server *s, const struct tl_id *tenant, const struct tl_id *timeline,
-		      const char *conninfo, const char *slot, const char *appname,
-		      char err[LIVE_ERROR_BYTES]);
+__attribute__((warn_unused_result)) int ar_server_live_attach(
+    struct ar_server *s, const struct tl_id *tenant, const struct tl_id *timeline,
+    const char *conninfo, const char *slot, const char *appname, char err[LIVE_ERROR_BYTES]);
 /* The tenant's live timeline (its ingest thread serves the tenant's reads). */
 struct live_tl *ar_server_live_find(struct ar_server *s, const struct tl_id *tenant);
 uint32_t ar_server_live_list(struct ar_server *s, struct live_tl **out, uint32_t max);
 
 /* server/http_api.c: the management API (libmicrohttpd on its own thread). */
-__attribute__((warn_unused_result))
-int ar_http_api_start(struct ar_server *server, struct http_api **api_out);
+__attribute__((warn_unused_result)) int ar_http_api_start(struct ar_server *server,
+							  struct http_api **api_out);
 void ar_http_api_stop(struct http_api *api);
 
 #endif

@@ -126,16 +126,7 @@ class Live:
         lines.append("wal_receive = %d\n" % (1 if receive else 0))
         with open(self.ps.config_path, "w") as f:
             f.writelines(lines)
-        old = os.environ.get("ARGON_WALREDO")
-        if self.env.get("ARGON_WALREDO"):
-            os.environ["ARGON_WALREDO"] = self.env["ARGON_WALREDO"]
-        try:
-            self.ps.start(timeout=120)
-        finally:
-            if old is None:
-                os.environ.pop("ARGON_WALREDO", None)
-            else:
-                os.environ["ARGON_WALREDO"] = old
+        self.ps.start(timeout=120)
 
     def kill9(self):
         self.ps.daemon.popen.send_signal(signal.SIGKILL)

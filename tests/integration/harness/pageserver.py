@@ -76,10 +76,16 @@ class PageServer:
     def start(self, timeout=30.0):
         # A restart appends to the same log: read only what this start wrote.
         skip = len(self.log())
+        # PostgreSQL's redo: the build's argon-walredo, or the sibling gcc
+        # build's for a sanitizer build (as argonctl gets it).
+        from harness.argonctl import walredo_binary
+        env = dict(os.environ)
+        if not env.get("ARGON_WALREDO") and walredo_binary():
+            env["ARGON_WALREDO"] = walredo_binary()
         self.daemon = procs.start_daemon(
             [binary("server/argon-pageserver"), "--config", self.config_path],
             name="argon-pageserver", log_path=self.log_path, owner_dir=self.dir,
-            death_signal=signal.SIGKILL)
+            env=env, death_signal=signal.SIGKILL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log()[skip:]

@@ -1,0 +1,743 @@
+/*
+ * pageservice.c - Neon's page service on the cores: `pagestream_v2|v3 <tenant>
+ * <timeline>` switches a connection to CopyBoth; then every CopyData is a request
+ * (common/pagestream.h) answered in order with Neon's responses.
+ *
+ * Where a request runs.  A tenant shard is owned by one core (its store: layer
+ * files, block cache, redo helper; and that core's page cache partition):
+ * shard s of tenant T lives on core (hash(T) + s) % cores and is opened there on
+ * its first request.  A request is executed on the owning core: inline when the
+ * connection lives there, else sent over the cores' SPSC rings and its answer sent
+ * back; the connection's core writes every answer to the socket in request order.
+ * Today every tenant has one shard (store.h); `<tenant>-<NNCC>` names that shard.
+ *
+ * Entry states (the per-connection window of PS_WINDOW requests, a ring):
+ *
+ *   QUEUED --owner is this core--> run inline (ps_exec)  --> DONE
+ *   QUEUED --owner elsewhere-----> ps_msg_exec there     --> ps_msg_done here -> DONE
+ *   run: LSN not yet ingested --> WAITING on the owner (timer) --> DONE or timeout
+ *   DONE at the head --> encoded into the send buffer by ps_drain, slot freed
+ *
+ * LSN rules (Neon's effective_request_lsn, reference/neon-storage.md section 1):
+ * request_lsn 0 or below not_modified_since: BadRequest; below the GC cutoff:
+ * refused; not_modified_since past the last ingested LSN: wait up to
+ * wait_lsn_timeout_ms, then "LSN timeout"; else read at min(last, request_lsn).
+ * Each of these is an Error response; the connection stays open.  A malformed
+ * request (unknown tag, wrong length) ends the connection with a FATAL error, as
+ * Neon drops it.
+ *
+ * Invariants:
+ *  1. An entry is touched by one core at a time: the connection's until it is
+ *     sent, the owner's until its answer is sent back (the ring orders both).
+ *  2. A connection is freed only when none of its entries is out (busy == 0).
+ *  3. The page cache answers only under its validity rule (cache/pagecache.h).
+ */
+#include "server/server.h"
+
+#include "cache/pagecache.h"
+#include "common/arena.h"
+#include "common/assert.h"
+#include "common/bytes.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/pagestream.h"
+#include "ingest/store.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define PS_WINDOW 32
+#define PS_HOSTED_MAX 64
+#define PS_TIMELINES_MAX 32
+#define PS_OUTBOX_MAX 4096
+#define PS_WAIT_POLL_MS 5
+
+enum ps_entry_state { PS_FREE, PS_QUEUED, PS_WAITING, PS_DONE };
+
+struct ps_conn;
+
+struct ps_entry {
+	struct ps_conn *conn;
+	struct ps_entry *next_wait;
+	struct ps_request req;
+	uint64_t deadline_ns;
+	enum ps_entry_state state;
+	struct ps_response resp;
+	uint8_t *slru; /* malloc'd by the owner, freed when sent */
+	char error[PS_ERROR_TEXT_MAX + 1];
+	uint8_t page[PS_PAGE_BYTES];
+};
+
+struct ps_conn {
+	struct ps_core *home;
+	struct ar_pgconn *pgconn;
+	enum ps_version version;
+	struct tl_id tenant;
+	struct tl_id timeline;
+	uint32_t owner_core; /* of the tenant's (only) shard */
+	uint32_t head;
+	uint32_t count;
+	uint32_t busy; /* entries queued or running: not DONE */
+	struct ps_entry e[PS_WINDOW];
+};
+
+struct ps_tl {
+	struct tl_id id;
+	struct ar_timeline *tl;
+	struct ingest_state st;
+	uint32_t space; /* page cache space */
+};
+
+struct ps_hosted {
+	struct tl_id tenant;
+	struct ar_store *store;
+	struct ps_tl tls[PS_TIMELINES_MAX];
+	uint32_t tl_count;
+};
+
+struct ps_outmsg {
+	uint32_t to;
+	struct ar_msg msg;
+};
+
+struct ps_core {
+	struct ar_server *server;
+	struct ar_core *core;
+	uint32_t index;
+	struct ar_pagecache *cache; /* NULL: page_cache_bytes = 0 */
+	struct ps_hosted *hosted[PS_HOSTED_MAX];
+	uint32_t hosted_count;
+	uint32_t next_space;
+	struct ps_entry *waiting;
+	bool wait_timer;
+	struct ps_outmsg *outbox; /* messages a full ring refused, retried by timer */
+	uint32_t outbox_count;
+	bool outbox_timer;
+	bool executing_inline; /* ps_exec from ps_data: the answer needs no wake-up */
+	struct ar_pgservice_ops ops;
+};
+
+/* Who holds each tenant's files, server-wide: a core of the page service (read
+ * only) or a live timeline's ingest thread, never both. */
+#define CLAIMS_MAX (AR_CORES_MAX * PS_HOSTED_MAX + AR_LIVE_TENANTS_MAX)
+static pthread_mutex_t claims_mu = PTHREAD_MUTEX_INITIALIZER;
+struct claim {
+	struct tl_id tenant;
+	bool live;
+};
+static struct claim claims[CLAIMS_MAX];
+static uint32_t claim_count;
+
+static void ps_exec(struct ps_core *pc, struct ps_entry *e);
+static void ps_finish(struct ps_core *pc, struct ps_entry *e);
+
+static struct ps_core *core_ps(struct ar_server *s, uint32_t index)
+{
+	return s->cores[index].ps;
+}
+
+static uint32_t tenant_hash(const struct tl_id *t)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < sizeof(t->bytes); i++)
+		h = (h ^ t->bytes[i]) * 16777619u;
+	return h;
+}
+
+int ar_pageservice_claim(const struct tl_id *tenant, bool live)
+{
+	int rc = 0;
+	pthread_mutex_lock(&claims_mu);
+	uint32_t i = 0;
+	while (i < claim_count && memcmp(&claims[i].tenant, tenant, sizeof(*tenant)) != 0)
+		i++;
+	if (i < claim_count)
+		rc = claims[i].live == live ? 0 : -EBUSY;
+	else if (claim_count == CLAIMS_MAX)
+		rc = -AR_ELIMIT;
+	else
+		claims[claim_count++] = (struct claim){ .tenant = *tenant, .live = live };
+	pthread_mutex_unlock(&claims_mu);
+	return rc;
+}
+
+/* ---- the outbox: cross-core messages a full ring refused ---- */
+
+static void outbox_flush(struct ar_core *core, void *ctx);
+
+static void ps_send(struct ps_core *pc, uint32_t to, const struct ar_msg *msg)
+{
+	if (pc->outbox_count == 0 && ar_core_send(pc->core, to, msg) == 0)
+		return;
+	/* Bounded: every entry of every connection is at most one message here. */
+	AR_ASSERT(pc->outbox_count < PS_OUTBOX_MAX);
+	pc->outbox[pc->outbox_count++] = (struct ps_outmsg){ .to = to, .msg = *msg };
+	if (!pc->outbox_timer && ar_core_timer_add(pc->core, 1, outbox_flush, pc) == 0)
+		pc->outbox_timer = true;
+}
+
+static void outbox_flush(struct ar_core *core, void *ctx)
+{
+	struct ps_core *pc = ctx;
+	uint32_t sent = 0;
+	(void)core;
+	pc->outbox_timer = false;
+	while (sent < pc->outbox_count &&
+	       ar_core_send(pc->core, pc->outbox[sent].to, &pc->outbox[sent].msg) == 0)
+		sent++;
+	memmove(pc->outbox, pc->outbox + sent, (pc->outbox_count - sent) * sizeof(*pc->outbox));
+	pc->outbox_count -= sent;
+	if (pc->outbox_count > 0 && ar_core_timer_add(pc->core, 1, outbox_flush, pc) == 0)
+		pc->outbox_timer = true;
+}
+
+/* ---- tenants on their owning core ---- */
+
+static bool tenant_dir_exists(const struct ar_server *s, const struct tl_id *t)
+{
+	char hex[33], path[AR_PATH_BYTES_MAX + 64];
+	struct stat st;
+	tl_id_hex(t, hex);
+	snprintf(path, sizeof(path), "%s/tenants/%s", s->config.data_dir, hex);
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool timeline_dir_exists(const struct ar_server *s, const struct tl_id *t,
+				const struct tl_id *tl)
+{
+	char th[33], lh[33], path[AR_PATH_BYTES_MAX + 128];
+	struct stat st;
+	tl_id_hex(t, th);
+	tl_id_hex(tl, lh);
+	snprintf(path, sizeof(path), "%s/tenants/%s/timelines/%s", s->config.data_dir, th, lh);
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The tenant's store on this core, opened on first use; NULL with error set. */
+static struct ps_hosted *ps_host(struct ps_core *pc, const struct tl_id *tenant, char *error)
+{
+	char hex[33], err[STORE_ERROR_BYTES];
+	for (uint32_t i = 0; i < pc->hosted_count; i++)
+		if (memcmp(&pc->hosted[i]->tenant, tenant, sizeof(*tenant)) == 0)
+			return pc->hosted[i];
+	tl_id_hex(tenant, hex);
+	if (!tenant_dir_exists(pc->server, tenant)) {
+		snprintf(error, PS_ERROR_TEXT_MAX, "Tenant %s not found", hex);
+		return NULL;
+	}
+	if (ar_pageservice_claim(tenant, false) == -EBUSY) {
+		snprintf(error, PS_ERROR_TEXT_MAX,
+			 "tenant %s streams WAL on its ingest thread; the page service does not "
+			 "serve live timelines yet (use the management API's page reads)",
+			 hex);
+		return NULL;
+	}
+	if (pc->hosted_count == PS_HOSTED_MAX) {
+		snprintf(error, PS_ERROR_TEXT_MAX, "core %u hosts %d tenants already", pc->index,
+			 PS_HOSTED_MAX);
+		return NULL;
+	}
+	struct ps_hosted *h = calloc(1, sizeof(*h));
+	if (!h) {
+		snprintf(error, PS_ERROR_TEXT_MAX, "out of memory opening tenant %s", hex);
+		return NULL;
+	}
+	struct store_options o;
+	store_options_default(&o);
+	o.datadir_held = true;
+	o.cache_bytes = pc->server->config.layer_cache_bytes;
+	int rc = store_open(pc->server->config.data_dir, tenant, false, &o, &h->store, err);
+	if (rc < 0) {
+		snprintf(error, PS_ERROR_TEXT_MAX, "opening tenant %s: %s", hex, err);
+		free(h);
+		return NULL;
+	}
+	h->tenant = *tenant;
+	pc->hosted[pc->hosted_count++] = h;
+	AR_LOG(LOG, "pageservice", "core %u serves tenant %s", pc->index, hex);
+	return h;
+}
+
+static struct ps_tl *ps_timeline(struct ps_core *pc, struct ps_hosted *h, const struct tl_id *id,
+				 char *error)
+{
+	char th[33], lh[33], err[STORE_ERROR_BYTES];
+	for (uint32_t i = 0; i < h->tl_count; i++)
+		if (memcmp(&h->tls[i].id, id, sizeof(*id)) == 0)
+			return &h->tls[i];
+	tl_id_hex(&h->tenant, th);
+	tl_id_hex(id, lh);
+	struct ar_timeline *tl = tenant_timeline(h->store->tenant, id);
+	if (!tl) {
+		snprintf(error, PS_ERROR_TEXT_MAX, "Timeline %s/%s was not found", th, lh);
+		return NULL;
+	}
+	if (h->tl_count == PS_TIMELINES_MAX) {
+		snprintf(error, PS_ERROR_TEXT_MAX, "tenant %s: %d timelines served already", th,
+			 PS_TIMELINES_MAX);
+		return NULL;
+	}
+	struct ps_tl *t = &h->tls[h->tl_count];
+	if (store_state_read(h->store, id, &t->st, err) < 0) {
+		snprintf(error, PS_ERROR_TEXT_MAX, "timeline %s/%s: %s", th, lh, err);
+		return NULL;
+	}
+	t->id = *id;
+	t->tl = tl;
+	t->space = pc->next_space++;
+	h->tl_count++;
+	return t;
+}
+
+/* ---- executing one request on the owning core ---- */
+
+static void fail(struct ps_entry *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct ps_entry *e, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e->error, sizeof(e->error), fmt, ap);
+	va_end(ap);
+	e->resp.tag = PS_R_ERROR;
+	e->resp.error = e->error;
+}
+
+static struct ar_rel req_rel(const struct ps_request *r)
+{
+	return (struct ar_rel){ .spc_oid = r->rel.spc,
+				.db_oid = r->rel.db,
+				.rel_number = r->rel.relnode,
+				.fork = r->rel.fork };
+}
+
+static void exec_getpage(struct ps_core *pc, struct ps_tl *t, struct ps_entry *e, ar_lsn lsn)
+{
+	char err[STORE_ERROR_BYTES];
+	struct ar_rel rel = req_rel(&e->req);
+	struct ar_key key = ar_key_rel_block(rel, e->req.blkno);
+	struct pc_key ck = { .space = t->space };
+	ar_key_encode(&key, ck.key);
+	e->resp.tag = PS_R_GETPAGE;
+	e->resp.page = e->page;
+	if (pc->cache && pc_lookup(pc->cache, &ck, lsn, e->page))
+		return;
+	ar_lsn since = lsn;
+	int rc = store_read_page_since(t->tl, &t->st, rel, e->req.blkno, lsn, e->page, &since, err);
+	if (rc == -ERANGE && tl_rel_exists(t->tl, rel, lsn) == 0) {
+		/* At or beyond the relation's end: a zero page, as Neon answers. */
+		memset(e->page, 0, PS_PAGE_BYTES);
+		return;
+	}
+	if (rc < 0) {
+		fail(e, "%s", err);
+		return;
+	}
+	if (pc->cache)
+		pc_insert(pc->cache, &ck, since, lsn, e->page);
+}
+
+static void exec_slru(struct ps_tl *t, struct ps_entry *e, ar_lsn lsn)
+{
+	char err[STORE_ERROR_BYTES];
+	uint8_t *pages = malloc((size_t)PS_SLRU_PAGES_MAX * PS_PAGE_BYTES);
+	if (!pages) {
+		fail(e, "out of memory reading an SLRU segment");
+		return;
+	}
+	uint32_t n = 0;
+	for (; n < PS_SLRU_PAGES_MAX; n++) {
+		int rc =
+		    store_read_slru(t->tl, &t->st, (enum ar_slru)e->req.slru_kind, e->req.segno, n,
+				    lsn, pages + (size_t)n * PS_PAGE_BYTES, err);
+		if (rc == -AR_ENOKEY)
+			break;
+		if (rc < 0) {
+			free(pages);
+			fail(e, "%s", err);
+			return;
+		}
+	}
+	if (n == 0) {
+		free(pages);
+		fail(e, "SLRU %u segment %04X not found", e->req.slru_kind, e->req.segno);
+		return;
+	}
+	e->slru = pages;
+	e->resp.tag = PS_R_GETSLRU;
+	e->resp.slru_pages = n;
+	e->resp.page = pages;
+}
+
+/* The LSN to read at, or false: the entry failed or waits. */
+static bool effective_lsn(struct ps_core *pc, struct ps_tl *t, struct ps_entry *e, ar_lsn *out)
+{
+	char a[STORE_LSN_TEXT_BYTES], b[STORE_LSN_TEXT_BYTES], c[STORE_LSN_TEXT_BYTES];
+	const struct ps_request *r = &e->req;
+	ar_lsn last = tl_last_record_lsn(t->tl), cutoff = tl_gc_cutoff(t->tl);
+	store_lsn_text(r->request_lsn, a);
+	store_lsn_text(r->not_modified_since, b);
+	if (r->request_lsn == 0) {
+		fail(e, "invalid request: request LSN must not be 0");
+		return false;
+	}
+	if (r->request_lsn < r->not_modified_since) {
+		fail(e, "invalid request: request LSN %s is less than not_modified_since %s", a, b);
+		return false;
+	}
+	if (r->request_lsn < cutoff) {
+		store_lsn_text(cutoff, c);
+		fail(e,
+		     "tried to request a page version that was garbage collected. requested at "
+		     "%s gc cutoff %s",
+		     a, c);
+		return false;
+	}
+	if (r->not_modified_since > last) {
+		uint64_t now = ar_core_now_ns();
+		if (e->deadline_ns == 0)
+			e->deadline_ns = now + pc->server->config.wait_lsn_timeout_ms * 1000000ull;
+		if (now < e->deadline_ns) {
+			e->state = PS_WAITING;
+			return false;
+		}
+		store_lsn_text(last, c);
+		fail(e,
+		     "LSN timeout: timed out while waiting for WAL record at LSN %s to arrive, "
+		     "last_record_lsn %s",
+		     b, c);
+		return false;
+	}
+	*out = r->request_lsn < last ? r->request_lsn : last; /* >= not_modified_since */
+	return true;
+}
+
+static void wait_poll(struct ar_core *core, void *ctx);
+
+static void wait_arm(struct ps_core *pc)
+{
+	if (!pc->wait_timer && ar_core_timer_add(pc->core, PS_WAIT_POLL_MS, wait_poll, pc) == 0)
+		pc->wait_timer = true;
+}
+
+/* Requests waiting for WAL: run again (they finish or keep waiting). */
+static void wait_poll(struct ar_core *core, void *ctx)
+{
+	struct ps_core *pc = ctx;
+	(void)core;
+	pc->wait_timer = false;
+	struct ps_entry *list = pc->waiting;
+	pc->waiting = NULL;
+	while (list) {
+		struct ps_entry *e = list;
+		list = e->next_wait;
+		e->next_wait = NULL;
+		e->state = PS_QUEUED;
+		ps_exec(pc, e);
+	}
+}
+
+static void ps_exec(struct ps_core *pc, struct ps_entry *e)
+{
+	memset(&e->resp, 0, sizeof(e->resp));
+	struct ps_conn *c = e->conn;
+	struct ps_hosted *h = ps_host(pc, &c->tenant, e->error);
+	struct ps_tl *t = h ? ps_timeline(pc, h, &c->timeline, e->error) : NULL;
+	ar_lsn lsn = 0;
+	if (!t) {
+		e->resp.tag = PS_R_ERROR;
+		e->resp.error = e->error;
+	} else if (effective_lsn(pc, t, e, &lsn)) {
+		char err[STORE_ERROR_BYTES];
+		int rc;
+		if (store_check_read_lsn(t->tl, &t->st, lsn, err) < 0) {
+			fail(e, "%s", err);
+		} else {
+			switch (e->req.tag) {
+			case PS_EXISTS:
+				rc = tl_rel_exists(t->tl, req_rel(&e->req), lsn);
+				e->resp.tag = PS_R_EXISTS;
+				e->resp.exists = rc == 0;
+				if (rc < 0 && rc != -AR_ENOKEY)
+					fail(e, "relation size: %s", ar_strerror(rc));
+				break;
+			case PS_NBLOCKS:
+				rc = tl_rel_nblocks(t->tl, req_rel(&e->req), lsn, &e->resp.nblocks);
+				e->resp.tag = PS_R_NBLOCKS;
+				if (rc == -AR_ENOKEY)
+					fail(e, "relation %u/%u/%u fork %u does not exist",
+					     e->req.rel.spc, e->req.rel.db, e->req.rel.relnode,
+					     e->req.rel.fork);
+				else if (rc < 0)
+					fail(e, "relation size: %s", ar_strerror(rc));
+				break;
+			case PS_GETPAGE:
+				exec_getpage(pc, t, e, lsn);
+				break;
+			case PS_DBSIZE: {
+				uint64_t bytes = 0;
+				rc = tl_db_size(t->tl, 1663, e->req.dbnode, lsn, &bytes);
+				e->resp.tag = PS_R_DBSIZE;
+				e->resp.db_size = (int64_t)bytes;
+				if (rc < 0)
+					fail(e, "database %u size: %s", e->req.dbnode,
+					     rc == -AR_ENOKEY ? "no such database"
+							      : ar_strerror(rc));
+				break;
+			}
+			case PS_GETSLRU:
+				exec_slru(t, e, lsn);
+				break;
+			default:
+				fail(e, "unknown smgr message tag: %u", e->req.tag);
+				break;
+			}
+		}
+	}
+	if (e->state == PS_WAITING) {
+		e->next_wait = pc->waiting;
+		pc->waiting = e;
+		wait_arm(pc);
+		return;
+	}
+	ps_finish(pc, e);
+}
+
+/* ---- answers back to the connection's core ---- */
+
+static void ps_msg_done(struct ar_core *core, struct ar_msg *msg)
+{
+	struct ps_entry *e = msg->ptr;
+	(void)core;
+	e->state = PS_DONE;
+	e->conn->busy--;
+	ar_pgconn_wake(e->conn->pgconn);
+}
+
+static void ps_finish(struct ps_core *pc, struct ps_entry *e)
+{
+	struct ps_conn *c = e->conn;
+	if (c->home == pc) {
+		e->state = PS_DONE;
+		c->busy--;
+		if (!pc->executing_inline)
+			ar_pgconn_wake(c->pgconn);
+		return;
+	}
+	struct ar_msg m = { .fn = ps_msg_done, .ptr = e, .from_core_index = pc->index };
+	ps_send(pc, c->home->index, &m);
+}
+
+static void ps_msg_exec(struct ar_core *core, struct ar_msg *msg)
+{
+	struct ps_entry *e = msg->ptr;
+	struct ar_server *s = e->conn->home->server;
+	ps_exec(core_ps(s, ar_core_info(core)->index), e);
+}
+
+/* ---- the listener's service ---- */
+
+/* "pagestream_v2|v3 <tenant>[-<NNCC>] <timeline>"; 1: it is one (answered). */
+static int ps_command(struct ps_core *pc, struct ps_conn *c, struct ar_pgconn *pgconn,
+		      const char *query, struct pgw_out *out)
+{
+	char cmd[32], tenant[80], timeline[80], extra[8], hex[33], text[256];
+	int n = sscanf(query, " %31s %79s %79s %7s", cmd, tenant, timeline, extra);
+	enum ps_version v;
+	if (n < 1 || (strcmp(cmd, "pagestream_v2") != 0 && strcmp(cmd, "pagestream_v3") != 0))
+		return 0;
+	v = cmd[12] == '3' ? PS_V3 : PS_V2;
+	if (n != 3) {
+		pgw_put_error(out, "ERROR", "42601",
+			      "invalid pagestream command: expected <tenant> <timeline>",
+			      "pagestream_v3 <tenant id>[-<shard NN><count CC>] <timeline id>");
+		return 1;
+	}
+	uint32_t shard = 0, count = 0;
+	size_t tlen = strlen(tenant);
+	bool ok = tlen == 32 || (tlen == 37 && tenant[32] == '-' &&
+				 sscanf(tenant + 33, "%2x%2x", &shard, &count) == 2 &&
+				 isxdigit((unsigned char)tenant[36]));
+	if (ok) {
+		memcpy(hex, tenant, 32);
+		hex[32] = '\0';
+		ok = tl_id_from_hex(hex, &c->tenant) && strlen(timeline) == 32 &&
+		     tl_id_from_hex(timeline, &c->timeline);
+	}
+	if (!ok) {
+		snprintf(text, sizeof(text), "invalid tenant or timeline id: \"%.40s\" \"%.40s\"",
+			 tenant, timeline);
+		pgw_put_error(out, "ERROR", "22023", text,
+			      "Ids are 32 hex digits; a shard is named <tenant>-<NN><CC>.");
+		return 1;
+	}
+	if (count > 1 || shard >= (count ? count : 1)) {
+		snprintf(text, sizeof(text),
+			 "tenant %s has one shard; shard %02x of %02x does not exist", hex, shard,
+			 count);
+		pgw_put_error(out, "ERROR", "58P01", text, NULL);
+		return 1;
+	}
+	if (!tenant_dir_exists(pc->server, &c->tenant)) {
+		snprintf(text, sizeof(text), "Tenant %s not found", hex);
+		pgw_put_error(out, "ERROR", "58P01", text, NULL);
+		return 1;
+	}
+	if (!timeline_dir_exists(pc->server, &c->tenant, &c->timeline)) {
+		snprintf(text, sizeof(text), "Timeline %s/%s was not found", hex, timeline);
+		pgw_put_error(out, "ERROR", "58P01", text, NULL);
+		return 1;
+	}
+	c->home = pc;
+	c->pgconn = pgconn;
+	c->version = v;
+	c->owner_core = tenant_hash(&c->tenant) % pc->server->config.core_count;
+	c->head = c->count = c->busy = 0;
+	pgw_put_copy_both_response(out);
+	return 2;
+}
+
+static int ps_query(void *svc, void *state, struct ar_pgconn *pgconn, const char *query,
+		    struct pgw_out *out)
+{
+	struct ps_core *pc = svc;
+	int r = ps_command(pc, state, pgconn, query, out);
+	if (r == 2)
+		return PGW_QUERY_COPYBOTH;
+	if (r == 0)
+		ar_pgservice_query(&pc->server->cores[pc->index], query, out);
+	return PGW_QUERY_DONE;
+}
+
+static int ps_data(void *svc, void *state, const uint8_t *payload, uint32_t len, char *error)
+{
+	struct ps_core *pc = svc;
+	struct ps_conn *c = state;
+	struct ps_request req;
+	const char *why = NULL;
+
+	if (c->count == PS_WINDOW)
+		return 0;
+	if (ps_request_decode(c->version, payload, len, &req, &why) < 0) {
+		if (len > 0 && (payload[0] > PS_GETSLRU))
+			snprintf(error, PS_ERROR_TEXT_MAX, "unknown smgr message tag: %u",
+				 payload[0]);
+		else
+			snprintf(error, PS_ERROR_TEXT_MAX, "invalid pagestream request: %s", why);
+		return -1;
+	}
+	struct ps_entry *e = &c->e[(c->head + c->count) % PS_WINDOW];
+	c->count++;
+	c->busy++;
+	e->conn = c;
+	e->req = req;
+	e->state = PS_QUEUED;
+	e->deadline_ns = 0;
+	e->slru = NULL;
+	e->next_wait = NULL;
+	if (c->owner_core == pc->index) {
+		pc->executing_inline = true;
+		ps_exec(pc, e);
+		pc->executing_inline = false;
+		return 1;
+	}
+	struct ar_msg m = { .fn = ps_msg_exec, .ptr = e, .from_core_index = pc->index };
+	ps_send(pc, c->owner_core, &m);
+	return 1;
+}
+
+static bool ps_drain(void *svc, void *state, struct pgw_out *out)
+{
+	struct ps_conn *c = state;
+	(void)svc;
+	while (c->count > 0) {
+		struct ps_entry *e = &c->e[c->head];
+		if (e->state != PS_DONE)
+			break;
+		size_t n = ps_response_size(c->version, &e->req, &e->resp);
+		if (out->cap - out->len < n + 5)
+			break;
+		uint8_t *p = out->data + out->len;
+		p[0] = 'd';
+		ar_put_be32(p + 1, (uint32_t)(n + 4));
+		size_t w = ps_response_encode(c->version, &e->req, &e->resp, p + 5);
+		AR_ASSERT(w == n);
+		out->len += n + 5;
+		free(e->slru);
+		e->slru = NULL;
+		e->state = PS_FREE;
+		c->head = (c->head + 1) % PS_WINDOW;
+		c->count--;
+	}
+	return c->count > 0;
+}
+
+static bool ps_close(void *svc, void *state)
+{
+	struct ps_conn *c = state;
+	(void)svc;
+	if (c->busy > 0)
+		return false;
+	for (uint32_t i = 0; i < c->count; i++) {
+		struct ps_entry *e = &c->e[(c->head + i) % PS_WINDOW];
+		free(e->slru);
+		e->slru = NULL;
+	}
+	c->count = 0;
+	return true;
+}
+
+int ar_pageservice_core_start(struct ar_server *s, struct ar_core *core)
+{
+	uint32_t index = ar_core_info(core)->index;
+	struct ps_core *pc = ar_arena_alloc(ar_core_arena(core), sizeof(*pc), 64);
+	if (!pc)
+		return -ENOMEM;
+	memset(pc, 0, sizeof(*pc));
+	pc->server = s;
+	pc->core = core;
+	pc->index = index;
+	pc->outbox = ar_arena_alloc(ar_core_arena(core), PS_OUTBOX_MAX * sizeof(*pc->outbox), 64);
+	if (!pc->outbox)
+		return -ENOMEM;
+	if (s->config.page_cache_bytes > 0) {
+		int rc = pc_create(s->config.page_cache_bytes, ar_core_info(core)->numa_node,
+				   &pc->cache);
+		if (rc < 0)
+			return rc;
+	}
+	pc->ops = (struct ar_pgservice_ops){
+		.state_bytes = sizeof(struct ps_conn),
+		.query = ps_query,
+		.data = ps_data,
+		.drain = ps_drain,
+		.close = ps_close,
+		.stream_send_bytes = PS_RESPONSE_BYTES_MAX + 4096,
+		.svc = pc,
+		.password = s->config.pg_password[0] ? s->config.pg_password : NULL,
+	};
+	s->cores[index].ps = pc;
+	return ar_pglisten_start(core, s->pg_listen_fd, &pc->ops, &s->pglisten[index]);
+}
+
+void ar_pageservice_core_stop(struct ar_server *s, struct ar_core *core)
+{
+	uint32_t index = ar_core_info(core)->index;
+	struct ps_core *pc = s->cores[index].ps;
+	ar_pglisten_stop(s->pglisten[index]);
+	if (!pc)
+		return;
+	for (uint32_t i = 0; i < pc->hosted_count; i++) {
+		store_close(pc->hosted[i]->store);
+		free(pc->hosted[i]);
+	}
+	pc->hosted_count = 0;
+	if (pc->cache)
+		pc_destroy(pc->cache);
+	pc->cache = NULL;
+}

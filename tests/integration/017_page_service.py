@@ -1,0 +1,391 @@
+"""017: the page service (Neon's pagestream v2/v3 on the cores).
+
+A real PostgreSQL 15 primary runs a scaled-down whole-cluster workload
+(harness/workload.py run_full: pgbench, DDL of every index access method,
+both CREATE DATABASE strategies, ...) and a stock standby replays all of it.
+Argon imports the base backup and the WAL (argonctl -D), and argon-pageserver
+(2 cores) serves the tenant over the PostgreSQL protocol.  The client
+(harness/pagestream.py) builds every request and parses every response by
+hand from the reference layouts.
+
+- Every relation fork of the standby's data directory is read over the wire
+  (Nblocks, then every block through pipelined GetPages) at the standby's end
+  LSN, through connections on both cores (the tenant's shard lives on one of
+  them, so the other routes every request to it): the pages are written into
+  a copy of Argon's export and argon-oracle compares that with the standby
+  (PostgreSQL's own masks), and each page equals the offline export's.
+- With the page cache on and off the same reads give byte-identical pages.
+- Exists, DbSize and GetSlruSegment are checked against the standby's files.
+- Bad input: unknown tag, short and oversized messages, unknown tenant and
+  timeline, an LSN in the future (timeout), LSN rules, a client vanishing
+  mid-batch, and 10,000 random and mutated frames; the server stays up and
+  then answers correctly.
+"""
+
+import os
+import random
+import shutil
+import socket
+import struct
+import time
+
+import pytest
+
+from harness import argon_import as ai
+from harness import pagestream as ps
+from harness import workload as wl
+from harness.pageserver import PageServer
+
+TENANT = "00000000000000000000000000000001"
+TIMELINE = TENANT
+SMALL = dict(scale=1, seconds=5, snapshots=2,
+             steps=tuple(s for s in wl.STEP_NAMES if s != "messages"),
+             min_free=wl.MIN_FREE_BYTES_SMALL, consistency_checking=False)
+
+
+@pytest.fixture(scope="module")
+def imported():
+    ai.need_redo_tools()
+    result = wl.run_full(scenario="pagesvc", **SMALL)
+    datadir, _, _ = ai.import_all(result, "argon")
+    out = os.path.join(result.work_dir, "export")
+    ai.export(datadir, result.end_lsn, out)
+    yield result, datadir, out
+    result.cleanup()
+
+
+def server(datadir, **config):
+    settings = {"data_dir": datadir, "wait_lsn_timeout_ms": "700"}
+    settings.update(config)
+    return PageServer("pagesvc", config=settings)
+
+
+def on_each_core(port, cores=2, tries=64):
+    """One connection per core (STATUS names the core that accepted it)."""
+    found, spare = {}, []
+    for _ in range(tries):
+        c = ps.Conn(port)
+        core = c.core()
+        if core in found:
+            spare.append(c)
+        else:
+            found[core] = c
+        if len(found) == cores:
+            break
+    for c in spare:
+        c.close()
+    assert len(found) == cores, "connections landed only on cores %s" % sorted(found)
+    return [found[k] for k in sorted(found)]
+
+
+def relation_files(pgdata):
+    """{(spc, db, relnode, fork): [segment paths in order]} of a data dir."""
+    rels = {}
+    dirs = [(1664, 0, os.path.join(pgdata, "global"))]
+    base = os.path.join(pgdata, "base")
+    for db in sorted(os.listdir(base)):
+        dirs.append((1663, int(db), os.path.join(base, db)))
+    for spc, db, path in dirs:
+        for name in sorted(os.listdir(path)):
+            stem, _, seg = name.partition(".")
+            rel, _, fork = stem.partition("_")
+            if not rel.isdigit() or fork not in ps.FORKS or (seg and not seg.isdigit()):
+                continue
+            key = (spc, db, int(rel), ps.FORKS[fork])
+            rels.setdefault(key, []).append((int(seg or 0), os.path.join(path, name)))
+    return {k: [p for _, p in sorted(v)] for k, v in rels.items()}
+
+
+def file_pages(paths):
+    data = b"".join(open(p, "rb").read() for p in paths)
+    return [data[i:i + ps.PAGE] for i in range(0, len(data), ps.PAGE)]
+
+
+def read_all(conn, rels, lsn, version):
+    """Every block of every relation over the wire: {rel: [pages]}."""
+    out = {}
+    reqid = 0
+    for rel in sorted(rels):
+        reqid += 1
+        n = conn.call(ps.request(version, ps.NBLOCKS, lsn, reqid=reqid, rel=rel))
+        assert "error" not in n, (rel, n)
+        reqs = [ps.request(version, ps.GETPAGE, lsn, reqid=reqid + b, rel=rel, blkno=b)
+                for b in range(n["value"])]
+        reqid += len(reqs)
+        pages = conn.pipeline(reqs)
+        errors = [p["error"] for p in pages if "error" in p]
+        assert not errors, (rel, len(errors), errors[0])
+        out[rel] = [p["value"] for p in pages]
+    return out
+
+
+def test_whole_cluster_over_the_wire(imported):
+    result, datadir, export_dir = imported
+    lsn = wl.lsn_int(result.end_lsn)
+    standby = relation_files(result.standby_dir)
+    exported = relation_files(export_dir)
+    assert len(standby) > 500, "the workload made %d relation forks" % len(standby)
+    with server(datadir) as srv:
+        conns = on_each_core(srv.pg_port)
+        for i, c in enumerate(conns):
+            c.pagestream(3 if i == 0 else 2, TENANT, TIMELINE)
+        # Half of the relations through each core's connection, v3 and v2.
+        # (The standby's free space maps are its own: FSM forks that no WAL
+        # created exist only there; argon-oracle accounts for them.)
+        rels = sorted(exported)
+        wire = {}
+        for i, c in enumerate(conns):
+            part = rels[i::len(conns)]
+            wire.update(read_all(c, {r: exported[r] for r in part}, lsn, c.version))
+        assert srv.daemon.alive()
+    missing = [r for r in standby if r not in wire and r[3] != ps.FORKS["fsm"]]
+    assert not missing, "forks the standby has and the wire has not: %s" % missing[:5]
+    blocks = 0
+    for rel, pages in wire.items():
+        if rel[3] == ps.FORKS[""]:
+            assert len(pages) == len(file_pages(standby[rel])), \
+                "Nblocks of %s: %d over the wire, %d in the standby's files" % (
+                    rel, len(pages), len(file_pages(standby[rel])))
+        assert pages == file_pages(exported[rel]), "%s differs from the export" % (rel,)
+        blocks += len(pages)
+    print("page service: %d relation forks, %d blocks read over the wire" % (len(wire), blocks))
+    # The wire's pages into a copy of the export, compared with the standby.
+    wire_dir = os.path.join(result.work_dir, "wire")
+    shutil.rmtree(wire_dir, ignore_errors=True)
+    shutil.copytree(export_dir, wire_dir)
+    for rel, pages in wire.items():
+        paths = relation_files(wire_dir)[rel]
+        data = b"".join(pages)
+        seg = 131072 * ps.PAGE
+        for i, p in enumerate(paths):
+            with open(p, "wb") as f:
+                f.write(data[i * seg:(i + 1) * seg])
+    c = ai.compare(result, wire_dir)
+    print(c.summary())
+    assert c.rc == 0 and c.mismatches == 0 and c.blocks >= blocks * 0.9, c.tail()
+
+
+def test_cache_on_and_off_identical(imported):
+    result, datadir, export_dir = imported
+    lsn = wl.lsn_int(result.end_lsn)
+    rels = relation_files(export_dir)
+    biggest = sorted(rels, key=lambda r: -len(file_pages(rels[r])))[:20]
+    sample = {r: rels[r] for r in biggest}
+    seen = []
+    for cache in ("0", "1MiB", "64MiB"):
+        with server(datadir, page_cache_bytes=cache) as srv:
+            c = ps.Conn(srv.pg_port)
+            c.pagestream(3, TENANT, TIMELINE)
+            first = read_all(c, sample, lsn, 3)
+            again = read_all(c, sample, lsn, 3)  # from the cache when it is on
+            assert first == again
+            seen.append(first)
+    assert seen[0] == seen[1] == seen[2]
+
+
+def test_exists_dbsize_slru(imported):
+    result, datadir, _ = imported
+    lsn = wl.lsn_int(result.end_lsn)
+    rels = relation_files(result.standby_dir)
+    with server(datadir) as srv:
+        c = ps.Conn(srv.pg_port)
+        c.pagestream(3, TENANT, TIMELINE)
+        some = sorted(rels)[len(rels) // 2]
+        assert c.call(ps.request(3, ps.EXISTS, lsn, rel=some))["value"] == 1
+        missing = (1663, some[1], 4000000000, 0)
+        assert c.call(ps.request(3, ps.EXISTS, lsn, rel=missing))["value"] == 0
+        # DbSize: every relation fork of the database, as the standby's files;
+        # free space maps as WAL made them (the standby writes its own too).
+        db = result.databases["postgres"]
+        exported = relation_files(imported[2])
+        want = sum(os.path.getsize(p) for r, paths in rels.items()
+                   if r[0] == 1663 and r[1] == db and r[3] != ps.FORKS["fsm"]
+                   for p in paths)
+        want += sum(os.path.getsize(p) for r, paths in exported.items()
+                    if r[0] == 1663 and r[1] == db and r[3] == ps.FORKS["fsm"]
+                    for p in paths)
+        got = c.call(ps.request(3, ps.DBSIZE, lsn, dbnode=db))
+        assert got["value"] == want, (got, want)
+        # GetSlruSegment of clog segment 0 against the standby's pg_xact/0000:
+        # the committed/aborted bits of every transaction the workload ran.
+        r = c.call(ps.request(3, ps.GETSLRU, lsn, kind=0, segno=0))
+        assert "error" not in r, r
+        with open(os.path.join(result.standby_dir, "pg_xact", "0000"), "rb") as f:
+            xact = f.read()
+        got = r["value"]
+        assert len(got) >= ps.PAGE and got == xact[:len(got)]
+
+
+def test_lsn_rules(imported):
+    result, datadir, export_dir = imported
+    lsn = wl.lsn_int(result.end_lsn)
+    rels = relation_files(export_dir)
+    rel = sorted(r for r in rels if r[3] == 0 and rels[r])[len(rels) // 3]
+    want = file_pages(rels[rel])[0]
+    with server(datadir) as srv:
+        c = ps.Conn(srv.pg_port)
+        c.pagestream(3, TENANT, TIMELINE)
+        # A primary's request: request_lsn = max, not_modified_since = a past LSN.
+        r = c.call(ps.request(3, ps.GETPAGE, ps.MAX_LSN, lsn, rel=rel, blkno=0))
+        assert r["value"] == want
+        # request_lsn 0, and below not_modified_since: BadRequest, connection kept.
+        r = c.call(ps.request(3, ps.GETPAGE, 0, 0, rel=rel, blkno=0))
+        assert "invalid request" in r["error"]
+        r = c.call(ps.request(3, ps.GETPAGE, lsn - 8, lsn, rel=rel, blkno=0))
+        assert "less than not_modified_since" in r["error"]
+        # Far in the future: waits wait_lsn_timeout_ms (700), then an Error.
+        began = time.monotonic()
+        r = c.call(ps.request(3, ps.GETPAGE, ps.MAX_LSN, lsn + (1 << 40), rel=rel, blkno=0))
+        waited = time.monotonic() - began
+        assert "LSN timeout" in r["error"] and 0.6 < waited < 10, (r, waited)
+        # Below the base backup's start: refused with the reason.
+        r = c.call(ps.request(3, ps.GETPAGE, 0x100, 0, rel=rel, blkno=0))
+        assert "below the base backup" in r["error"], r
+        # The connection still answers.
+        assert c.call(ps.request(3, ps.GETPAGE, lsn, rel=rel, blkno=0))["value"] == want
+
+
+def test_below_gc_cutoff(imported):
+    result, datadir, _ = imported
+    lsn = wl.lsn_int(result.end_lsn)
+    gc_dir = os.path.join(result.work_dir, "argon-gc")
+    shutil.rmtree(gc_dir, ignore_errors=True)
+    shutil.copytree(datadir, gc_dir)
+    ai.argonctl(gc_dir, "gc", "--lsn", result.end_lsn)
+    rel = (1663, result.databases["postgres"], 1259, 0)  # pg_class's relfilenode varies
+    with server(gc_dir) as srv:
+        c = ps.Conn(srv.pg_port)
+        c.pagestream(2, TENANT, TIMELINE)
+        r = c.call(ps.request(2, ps.GETPAGE, lsn - 0x1000, 0, rel=rel, blkno=0))
+        assert "garbage collected" in r["error"], r
+
+
+def test_bad_commands(imported):
+    _, datadir, _ = imported
+    with server(datadir) as srv:
+        c = ps.Conn(srv.pg_port)
+        with pytest.raises(ps.PgError, match="Tenant 0+2 not found"):
+            c.pagestream(3, "00000000000000000000000000000002", TIMELINE)
+        with pytest.raises(ps.PgError, match="Timeline .* was not found"):
+            c.pagestream(3, TENANT, "00000000000000000000000000000009")
+        with pytest.raises(ps.PgError, match="invalid tenant or timeline id"):
+            c.pagestream(3, "xyz", TIMELINE)
+        with pytest.raises(ps.PgError, match="shard 01 of 02 does not exist"):
+            c.pagestream(3, TENANT + "-0102", TIMELINE)
+        # The session is still usable, and a shard-named stream works.
+        c.pagestream(3, TENANT + "-0000", TIMELINE)
+
+
+def fatal_after(srv, payload_or_raw, raw=False):
+    c = ps.Conn(srv.pg_port)
+    c.pagestream(3, TENANT, TIMELINE)
+    if raw:
+        c.send_raw(payload_or_raw)
+    else:
+        c.send(payload_or_raw)
+    with pytest.raises(ps.PgError) as e:
+        c.response()
+    with pytest.raises(ConnectionError):
+        c.recv()
+    return e.value.fields
+
+
+def test_malformed_requests_drop_the_connection(imported):
+    result, datadir, _ = imported
+    lsn = wl.lsn_int(result.end_lsn)
+    rel = (1663, 1, 1259, 0)
+    with server(datadir) as srv:
+        f = fatal_after(srv, struct.pack(">BQQQ", 9, 1, lsn, 0) + b"\0" * 17)
+        assert "unknown smgr message tag: 9" in f["M"] and f["S"] == "FATAL"
+        good = ps.request(3, ps.GETPAGE, lsn, rel=rel, blkno=0)
+        f = fatal_after(srv, good[:-1])
+        assert "too short" in f["M"]
+        f = fatal_after(srv, good + b"\0")
+        assert "too long" in f["M"]
+        f = fatal_after(srv, b"d" + struct.pack(">I", 1 << 20), raw=True)
+        assert "message too long" in f["M"]
+        f = fatal_after(srv, b"Q" + struct.pack(">I", 9) + b"hello", raw=True)
+        assert "unexpected message type" in f["M"]
+        # Still serving.
+        c = ps.Conn(srv.pg_port)
+        c.pagestream(3, TENANT, TIMELINE)
+        assert "value" in c.call(good)
+        assert not srv.sanitizer_reports()
+
+
+def test_client_vanishes_mid_batch_and_random_frames(imported):
+    result, datadir, export_dir = imported
+    lsn = wl.lsn_int(result.end_lsn)
+    rels = relation_files(export_dir)
+    big = sorted(rels, key=lambda r: -len(file_pages(rels[r])))[:4]
+    seed = int(os.environ.get("ARGON_TEST_SEED", random.randrange(1 << 30)))
+    print("random frames: seed %d" % seed)
+    rng = random.Random(seed)
+    valid = [ps.request(v, tag, lsn, reqid=rng.randrange(1 << 64), **kw)
+             for v in (2, 3)
+             for tag, kw in ((ps.GETPAGE, {"rel": big[0], "blkno": 3}),
+                             (ps.NBLOCKS, {"rel": big[1]}),
+                             (ps.EXISTS, {"rel": big[2]}),
+                             (ps.DBSIZE, {"dbnode": 5}),
+                             (ps.GETSLRU, {"kind": 0, "segno": 0}))]
+    # A flipped LSN bit may ask for the far future: wait briefly.
+    with server(datadir, wait_lsn_timeout_ms="20") as srv:
+        # Vanishing clients: 32 requests, then the socket is gone (both cores).
+        for _ in range(8):
+            c = ps.Conn(srv.pg_port)
+            c.pagestream(3, TENANT, TIMELINE)
+            reqs = [ps.request(3, ps.GETPAGE, lsn, rel=big[0], blkno=b) for b in range(32)]
+            c.send_raw(b"".join(b"d" + struct.pack(">I", 4 + len(r)) + r for r in reqs))
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+        # 10,000 frames: random bytes, and valid requests with bytes flipped,
+        # cut or extended; a new connection whenever the server drops one.
+        frames = 0
+        c = None
+        while frames < 10000:
+            if c is None:
+                c = ps.Conn(srv.pg_port)
+                c.pagestream(rng.choice((2, 3)), TENANT, TIMELINE)
+                c.sock.settimeout(10)
+            kind = rng.random()
+            if kind < 0.3:
+                data = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 60)))
+            else:
+                data = bytearray(rng.choice(valid))
+                for _ in range(rng.randrange(1, 4)):
+                    op = rng.random()
+                    if op < 0.5 and data:
+                        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+                    elif op < 0.75:
+                        data = data[:rng.randrange(len(data) + 1)]
+                    else:
+                        data += bytes(rng.randrange(256) for _ in range(rng.randrange(1, 9)))
+                data = bytes(data)
+            frames += 1
+            try:
+                c.send(data)
+                payload = c.response()
+                assert payload[0] in (100, 101, 102, 103, 104, 105), payload[:1]
+            except (ps.PgError, ConnectionError, BrokenPipeError, ConnectionResetError):
+                c.close()
+                c = None
+        if c:
+            c.close()
+        assert srv.daemon.alive()
+        # Then correct pages, on both cores.
+        want = file_pages(rels[big[0]])
+        for c in on_each_core(srv.pg_port):
+            c.pagestream(3, TENANT, TIMELINE)
+            got = c.pipeline([ps.request(3, ps.GETPAGE, lsn, rel=big[0], blkno=b)
+                              for b in range(len(want))])
+            assert [g["value"] for g in got] == want
+        assert not srv.sanitizer_reports()
+
+
+def test_password(imported):
+    _, datadir, _ = imported
+    with server(datadir, pg_password="s3cret-token") as srv:
+        with pytest.raises(ps.PgError, match="password authentication failed"):
+            ps.Conn(srv.pg_port, password="wrong")
+        c = ps.Conn(srv.pg_port, password="s3cret-token")
+        assert c.query("SELECT 1") == [["1"]]
