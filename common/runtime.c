@@ -56,6 +56,13 @@ struct ar_core {
 	struct ar_io wake_io;
 	_Atomic bool stop_requested;
 	_Atomic int sleeping;
+	/* Messages from threads that are not cores (ar_runtime_post): a bounded
+	 * array under a mutex, looked at only when ext_pending says so. */
+	pthread_mutex_t ext_mu;
+	struct ar_msg *ext; /* ring_capacity_messages entries */
+	uint32_t ext_count; /* under ext_mu */
+	_Atomic bool ext_pending;
+	bool ext_mu_ready;
 	struct core_timer timers[AR_TIMERS_MAX];
 	uint32_t timer_count;
 	uint64_t timer_seq;
@@ -171,10 +178,56 @@ int ar_core_send(struct ar_core *core, uint32_t to_index, const struct ar_msg *m
 	return 0;
 }
 
+int ar_runtime_post(struct ar_runtime *rt, uint32_t to_index, const struct ar_msg *msg)
+{
+	AR_ASSERT(msg->fn != NULL);
+	if (to_index >= rt->params.core_count)
+		return -EINVAL;
+	struct ar_core *target = &rt->cores[to_index];
+	if (atomic_load(&target->stop_requested))
+		return -ESHUTDOWN;
+	pthread_mutex_lock(&target->ext_mu);
+	if (target->ext_count == rt->params.ring_capacity_messages) {
+		pthread_mutex_unlock(&target->ext_mu);
+		return -EAGAIN;
+	}
+	target->ext[target->ext_count] = *msg;
+	target->ext[target->ext_count].from_core_index = UINT32_MAX;
+	target->ext_count++;
+	atomic_store(&target->ext_pending, true);
+	pthread_mutex_unlock(&target->ext_mu);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&target->sleeping, memory_order_relaxed)) {
+		uint64_t one = 1;
+		ssize_t n = write(target->wake_fd, &one, sizeof(one));
+		AR_ASSERT(n == sizeof(one));
+	}
+	return 0;
+}
+
+/* Messages posted by other threads: at most INBOUND_BATCH a pass. */
+static bool core_drain_external(struct ar_core *core)
+{
+	struct ar_msg batch[INBOUND_BATCH];
+	if (!atomic_load(&core->ext_pending))
+		return false;
+	pthread_mutex_lock(&core->ext_mu);
+	uint32_t n = core->ext_count < INBOUND_BATCH ? core->ext_count : INBOUND_BATCH;
+	memcpy(batch, core->ext, n * sizeof(*batch));
+	memmove(core->ext, core->ext + n, (core->ext_count - n) * sizeof(*batch));
+	core->ext_count -= n;
+	bool more = core->ext_count > 0;
+	atomic_store(&core->ext_pending, more);
+	pthread_mutex_unlock(&core->ext_mu);
+	for (uint32_t i = 0; i < n; i++)
+		batch[i].fn(core, &batch[i]);
+	return more;
+}
+
 /* True if any message is waiting; runs at most INBOUND_BATCH per ring. */
 static bool core_drain_inbound(struct ar_core *core)
 {
-	bool more = false;
+	bool more = core_drain_external(core);
 
 	for (uint32_t from = 0; from < core->runtime->params.core_count; from++) {
 		struct ar_spsc *ring = core->inbound[from];
@@ -195,6 +248,8 @@ static bool core_drain_inbound(struct ar_core *core)
 
 static bool core_inbound_pending(struct ar_core *core)
 {
+	if (atomic_load(&core->ext_pending))
+		return true;
 	for (uint32_t from = 0; from < core->runtime->params.core_count; from++)
 		if (core->inbound[from] && !ar_spsc_is_empty(core->inbound[from]))
 			return true;
@@ -411,6 +466,11 @@ static int runtime_rings_create(struct ar_runtime *rt)
 		core->wake_fd = eventfd(0, EFD_CLOEXEC);
 		if (core->wake_fd < 0)
 			return -errno;
+		core->ext = calloc(rt->params.ring_capacity_messages, sizeof(*core->ext));
+		if (!core->ext)
+			return -ENOMEM;
+		pthread_mutex_init(&core->ext_mu, NULL);
+		core->ext_mu_ready = true;
 	}
 	return 0;
 }
@@ -515,6 +575,9 @@ void ar_runtime_destroy(struct ar_runtime *rt)
 		ar_arena_destroy(core->arena);
 		if (core->wake_fd >= 0)
 			close(core->wake_fd);
+		free(core->ext);
+		if (core->ext_mu_ready)
+			pthread_mutex_destroy(&core->ext_mu);
 	}
 	pthread_cond_destroy(&rt->start_cond);
 	pthread_mutex_destroy(&rt->start_lock);

@@ -57,13 +57,21 @@ struct ar_core_info {
 };
 
 /* Starts every core thread and waits until each has run hooks.start. */
-__attribute__((warn_unused_result))
-int ar_runtime_start(const struct ar_runtime_params *params, struct ar_runtime **runtime_out);
+__attribute__((warn_unused_result)) int ar_runtime_start(const struct ar_runtime_params *params,
+							 struct ar_runtime **runtime_out);
 /* Asks every core to stop, runs hooks.stop on each, joins them.  Safe to call once. */
 void ar_runtime_stop(struct ar_runtime *runtime);
 void ar_runtime_destroy(struct ar_runtime *runtime);
 uint32_t ar_runtime_core_count(const struct ar_runtime *runtime);
 const struct ar_core_info *ar_runtime_core_info(const struct ar_runtime *runtime, uint32_t index);
+
+/* From any thread that is not a core (a core uses ar_core_send): run msg->fn on
+ * core to_index.  -EAGAIN while ring_capacity_messages posts wait there (the
+ * poster retries: backpressure); -ESHUTDOWN once that core was asked to stop
+ * (the message would never run). */
+__attribute__((warn_unused_result)) int ar_runtime_post(struct ar_runtime *runtime,
+							uint32_t to_index,
+							const struct ar_msg *msg);
 
 /* Core-thread API: call only from the thread that owns core. */
 const struct ar_core_info *ar_core_info(const struct ar_core *core);
@@ -73,11 +81,11 @@ struct ar_runtime *ar_core_runtime(struct ar_core *core);
 /* An SQE for io; NULL only if the ring stays full after a submit. */
 struct io_uring_sqe *ar_core_sqe(struct ar_core *core, struct ar_io *io);
 /* -EAGAIN if the ring to core to_index is full (backpressure); -EINVAL for self. */
-__attribute__((warn_unused_result))
-int ar_core_send(struct ar_core *core, uint32_t to_index, const struct ar_msg *msg);
+__attribute__((warn_unused_result)) int ar_core_send(struct ar_core *core, uint32_t to_index,
+						     const struct ar_msg *msg);
 /* Run fn(core, ctx) once, delay_ms from now; -AR_ELIMIT if AR_TIMERS_MAX are pending. */
-__attribute__((warn_unused_result))
-int ar_core_timer_add(struct ar_core *core, uint64_t delay_ms, ar_timer_fn *fn, void *ctx);
+__attribute__((warn_unused_result)) int ar_core_timer_add(struct ar_core *core, uint64_t delay_ms,
+							  ar_timer_fn *fn, void *ctx);
 uint64_t ar_core_now_ns(void);
 
 #endif

@@ -251,6 +251,85 @@ static void test_timers(void **state)
 
 /* ---- a failing start hook fails the whole start ---- */
 
+/* ---- posts from threads that are not cores ---- */
+
+struct posts {
+	uint64_t received[CORES]; /* written by the receiving core only */
+	uint64_t next[CORES];     /* the arg expected next from poster i (in order) */
+	_Atomic uint32_t errors;
+	_Atomic uint64_t total;
+};
+
+static struct posts *posts;
+
+static void post_receive(struct ar_core *core, struct ar_msg *msg)
+{
+	uint32_t me = ar_core_info(core)->index;
+	uint32_t poster = (uint32_t)(msg->arg >> 32);
+	if (poster != me || (msg->arg & 0xffffffffu) != posts->next[me] ||
+	    msg->from_core_index != UINT32_MAX)
+		atomic_fetch_add(&posts->errors, 1);
+	posts->next[me]++;
+	posts->received[me]++;
+	atomic_fetch_add(&posts->total, 1);
+}
+
+struct poster {
+	struct ar_runtime *rt;
+	uint32_t to;
+	uint64_t count;
+	uint64_t backpressure;
+};
+
+static void *poster_main(void *arg)
+{
+	struct poster *p = arg;
+	for (uint64_t i = 0; i < p->count;) {
+		struct ar_msg msg = { .fn = post_receive, .arg = (uint64_t)p->to << 32 | i };
+		int rc = ar_runtime_post(p->rt, p->to, &msg);
+		if (rc == -EAGAIN) {
+			p->backpressure++;
+			usleep(10);
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		i++;
+	}
+	return NULL;
+}
+
+/* Two plain threads post 200,000 messages each to a core, in order, through
+ * the bounded external inbox; every one arrives once, in order, on that core. */
+static void test_posts_from_other_threads(void **state)
+{
+	struct ar_runtime *rt;
+	pthread_t threads[CORES];
+	struct poster p[CORES];
+	(void)state;
+
+	posts = calloc(1, sizeof(*posts));
+	struct ar_runtime_params params = params_with((struct ar_core_hooks){ 0 });
+	assert_int_equal(ar_runtime_start(&params, &rt), 0);
+	for (uint32_t i = 0; i < CORES; i++) {
+		p[i] = (struct poster){ .rt = rt, .to = i, .count = 200000 };
+		assert_int_equal(pthread_create(&threads[i], NULL, poster_main, &p[i]), 0);
+	}
+	for (uint32_t i = 0; i < CORES; i++)
+		pthread_join(threads[i], NULL);
+	for (int i = 0; i < 10000 && atomic_load(&posts->total) < CORES * 200000ull; i++)
+		usleep(1000);
+	struct ar_msg bad = { .fn = post_receive };
+	assert_int_equal(ar_runtime_post(rt, CORES, &bad), -EINVAL);
+	ar_runtime_stop(rt);
+	assert_int_equal(atomic_load(&posts->total), CORES * 200000ull);
+	assert_int_equal(atomic_load(&posts->errors), 0);
+	print_message("posts: %llu delivered, backpressure %llu/%llu\n",
+		      (unsigned long long)atomic_load(&posts->total),
+		      (unsigned long long)p[0].backpressure, (unsigned long long)p[1].backpressure);
+	ar_runtime_destroy(rt);
+	free(posts);
+}
+
 static int failing_start(struct ar_core *core, void *ctx)
 {
 	(void)ctx;
@@ -276,6 +355,7 @@ int main(void)
 		cmocka_unit_test(test_cores_pinned_and_local),
 		cmocka_unit_test(test_cross_core_messages),
 		cmocka_unit_test(test_timers),
+		cmocka_unit_test(test_posts_from_other_threads),
 		cmocka_unit_test(test_start_failure),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,7 @@
 
 #include "common/bytes.h"
 #include "common/err.h"
+#include "common/assert.h"
 #include "common/log.h"
 #include "ingest/import.h"
 
@@ -242,8 +243,56 @@ static int replay(struct live_tl *t, ar_lsn *end)
 	return 0;
 }
 
+/* The submitted jobs (oldest first), then those waiting for WAL; each runs
+ * once.  Without a store (stopping, or starting over) every job fails. */
+static void run_jobs(struct live_tl *t, bool fail_all)
+{
+	pthread_mutex_lock(&t->mu);
+	struct live_job *fresh = t->jobs;
+	t->jobs = NULL;
+	pthread_mutex_unlock(&t->mu);
+	struct live_job *list = t->jobs_again, *rev = NULL;
+	t->jobs_again = NULL;
+	while (fresh) { /* newest first -> oldest first */
+		struct live_job *j = fresh;
+		fresh = j->next;
+		j->next = rev;
+		rev = j;
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		struct live_job *j = pass == 0 ? list : rev;
+		while (j) {
+			struct live_job *next = j->next;
+			bool have = !fail_all && t->store && t->tl && t->wi;
+			bool done =
+			    have ? j->fn(j, t->store, t->tl, &t->st) : j->fn(j, NULL, NULL, NULL);
+			AR_ASSERT(done || have);
+			if (!done) {
+				j->next = t->jobs_again;
+				t->jobs_again = j;
+			}
+			j = next;
+		}
+	}
+}
+
+int live_submit(struct live_tl *t, struct live_job *job)
+{
+	pthread_mutex_lock(&t->mu);
+	if (atomic_load(&t->stop) || t->jobs_closed) {
+		pthread_mutex_unlock(&t->mu);
+		return -ESHUTDOWN;
+	}
+	job->next = t->jobs;
+	t->jobs = job;
+	pthread_cond_broadcast(&t->cv);
+	pthread_mutex_unlock(&t->mu);
+	return 0;
+}
+
 static void run_command(struct live_tl *t)
 {
+	run_jobs(t, false);
 	pthread_mutex_lock(&t->mu);
 	struct live_cmd *c = t->cmd;
 	pthread_mutex_unlock(&t->mu);
@@ -264,9 +313,12 @@ static void run_command(struct live_tl *t)
 	pthread_mutex_unlock(&t->mu);
 }
 
-/* Wait until the log grew past what was fed, a command came, or ms passed. */
+/* Wait until the log grew past what was fed, a command or job came, or ms passed
+ * (5 ms at most while jobs wait for WAL: they may wait on a deadline). */
 static void wait_work(struct live_tl *t, ar_lsn fed_upto, uint32_t ms)
 {
+	if (t->jobs_again && ms > 5)
+		ms = 5;
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += ms / 1000;
@@ -276,7 +328,8 @@ static void wait_work(struct live_tl *t, ar_lsn fed_upto, uint32_t ms)
 		until.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&t->mu);
-	while (!atomic_load(&t->stop) && !t->cmd && atomic_load(&t->flushed) <= fed_upto &&
+	while (!atomic_load(&t->stop) && !t->cmd && !t->jobs &&
+	       atomic_load(&t->flushed) <= fed_upto &&
 	       pthread_cond_timedwait(&t->cv, &t->mu, &until) == 0) {
 	}
 	pthread_mutex_unlock(&t->mu);
@@ -481,6 +534,10 @@ static void *ingest_main(void *arg)
 	} else if (t->store && f->r) {
 		checkpoint(t, wal_reader_next_lsn(f->r));
 	}
+	pthread_mutex_lock(&t->mu);
+	t->jobs_closed = true; /* no job is queued after this... */
+	pthread_mutex_unlock(&t->mu);
+	run_jobs(t, true); /* ...and every one queued before fails */
 	if (f)
 		feed_reset(f);
 	free(f);

@@ -102,4 +102,19 @@ typedef int live_fn(void *ctx, struct ar_store *s, struct ar_timeline *tl,
 __attribute__((warn_unused_result)) int live_call(struct live_tl *t, live_fn *fn, void *ctx,
 						  char err[STORE_ERROR_BYTES]);
 
+/* A job on the ingest thread that the submitter does not wait for (the page
+ * service's requests).  fn runs there with the store; it returns true when
+ * done, false to run again once more WAL was ingested (or within 5 ms).  With
+ * store NULL (the timeline starts over after an error, or stops) it must fail
+ * and return true.  The job's memory is the submitter's until fn returned true. */
+struct live_job;
+typedef bool live_job_fn(struct live_job *job, struct ar_store *s, struct ar_timeline *tl,
+			 const struct ingest_state *st);
+struct live_job {
+	struct live_job *next;
+	live_job_fn *fn;
+};
+/* Queue job; -ESHUTDOWN (nothing queued) once the timeline stops. */
+__attribute__((warn_unused_result)) int live_submit(struct live_tl *t, struct live_job *job);
+
 #endif

@@ -32,6 +32,9 @@ struct live_tl {
 	pthread_cond_t cv;            /* ingest thread: flushed moved, a command, stop */
 	pthread_cond_t cmd_cv;        /* a command's caller: done */
 	struct live_cmd *cmd;         /* under mu */
+	struct live_job *jobs;        /* under mu: submitted, newest first */
+	struct live_job *jobs_again;  /* ingest thread only: waiting for WAL */
+	bool jobs_closed;             /* under mu: the ingest thread is gone */
 	char error[LIVE_ERROR_BYTES]; /* under mu */
 	char conninfo[512];           /* under mu: the primary, and how to name Argon there */
 	char slot[64];

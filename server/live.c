@@ -115,13 +115,19 @@ static void load_tenant(struct ar_server *s, const char *tenant_hex)
 		closedir(d);
 }
 
-int ar_server_live_load(struct ar_server *s)
+int ar_server_live_init(struct ar_server *s)
 {
 	struct ar_live_set *set = calloc(1, sizeof(*set));
 	if (!set)
 		return -ENOMEM;
 	pthread_mutex_init(&set->mu, NULL);
 	s->live = set;
+	return 0;
+}
+
+int ar_server_live_load(struct ar_server *s)
+{
+	struct ar_live_set *set = s->live;
 	char dir[AR_PATH_BYTES_MAX + 16];
 	snprintf(dir, sizeof(dir), "%s/ingest", s->config.data_dir);
 	DIR *d = opendir(dir);

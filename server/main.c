@@ -176,6 +176,25 @@ static void log_cores(const struct ar_server *s)
 	}
 }
 
+/* Until SIGTERM or SIGINT; SIGHUP is answered with a log line. */
+static void wait_for_shutdown(sigset_t *signals)
+{
+	for (;;) {
+		siginfo_t info;
+		int sig = sigwaitinfo(signals, &info);
+		if (sig == SIGTERM || sig == SIGINT) {
+			AR_LOG(LOG, "server", "received %s shutdown request (%s)",
+			       sig == SIGTERM ? "fast" : "interactive",
+			       sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			break;
+		}
+		if (sig == SIGHUP)
+			AR_LOG(LOG, "server",
+			       "received SIGHUP; configuration reload is not supported, "
+			       "restart to apply changes");
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static struct ar_server s;
@@ -213,6 +232,8 @@ int main(int argc, char **argv)
 		.arena_bytes = s.config.core_arena_bytes,
 		.hooks = { .start = server_core_start, .stop = server_core_stop, .ctx = &s },
 	};
+	if (ar_server_live_init(&s) < 0)
+		die("out of memory");
 	int rc = ar_runtime_start(&params, &s.runtime);
 	if (rc < 0) {
 		snprintf(err, sizeof(err), "could not start %u core threads: %s",
@@ -228,28 +249,18 @@ int main(int argc, char **argv)
 	AR_LOG(LOG, "server", "management API listening on http://%s", s.http_address);
 	AR_LOG(LOG, "server", "page server is ready to accept connections");
 
-	for (;;) {
-		siginfo_t info;
-		int sig = sigwaitinfo(&signals, &info);
-		if (sig == SIGTERM || sig == SIGINT) {
-			AR_LOG(LOG, "server", "received %s shutdown request (%s)",
-			       sig == SIGTERM ? "fast" : "interactive",
-			       sig == SIGTERM ? "SIGTERM" : "SIGINT");
-			break;
-		}
-		if (sig == SIGHUP)
-			AR_LOG(LOG, "server",
-			       "received SIGHUP; configuration reload is not supported, "
-			       "restart to apply changes");
-	}
+	wait_for_shutdown(&signals);
 
 	uint64_t stop_started_ns = ar_core_now_ns();
 	pthread_t watchdog;
 	if (pthread_create(&watchdog, NULL, shutdown_watchdog, &s) == 0)
 		pthread_detach(watchdog);
 	ar_http_api_stop(s.http);
-	ar_server_live_stop(&s);
+	/* The cores first: no page request reaches a live timeline after this.  The
+	 * live timelines then fail what they still hold (their answers go nowhere),
+	 * and only then does the cores' memory, where those requests live, go. */
 	ar_runtime_stop(s.runtime);
+	ar_server_live_stop(&s);
 	ar_runtime_destroy(s.runtime);
 	close(s.pg_listen_fd);
 	ar_datadir_close(&s.datadir);

@@ -15,7 +15,7 @@
  *
  *   QUEUED --owner is this core--> run inline (ps_exec)  --> DONE
  *   QUEUED --owner elsewhere-----> ps_msg_exec there     --> ps_msg_done here -> DONE
- *   run: LSN not yet ingested --> WAITING on the owner (timer) --> DONE or timeout
+ *   run: LSN not yet ingested --> waits on the owner (timer) --> DONE or timeout
  *   DONE at the head --> encoded into the send buffer by ps_drain, slot freed
  *
  * LSN rules (Neon's effective_request_lsn, reference/neon-storage.md section 1):
@@ -51,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define PS_WINDOW 32
 #define PS_HOSTED_MAX 64
@@ -58,16 +59,18 @@
 #define PS_OUTBOX_MAX 4096
 #define PS_WAIT_POLL_MS 5
 
-enum ps_entry_state { PS_FREE, PS_QUEUED, PS_WAITING, PS_DONE };
+enum ps_entry_state { PS_FREE, PS_QUEUED, PS_DONE };
 
 struct ps_conn;
 
 struct ps_entry {
+	struct live_job job; /* a live tenant's: run on its ingest thread */
 	struct ps_conn *conn;
 	struct ps_entry *next_wait;
 	struct ps_request req;
 	uint64_t deadline_ns;
-	enum ps_entry_state state;
+	enum ps_entry_state state; /* written by the connection's core only */
+	bool waits;                /* the executor's: waiting for WAL */
 	struct ps_response resp;
 	uint8_t *slru; /* malloc'd by the owner, freed when sent */
 	char error[PS_ERROR_TEXT_MAX + 1];
@@ -80,7 +83,8 @@ struct ps_conn {
 	enum ps_version version;
 	struct tl_id tenant;
 	struct tl_id timeline;
-	uint32_t owner_core; /* of the tenant's (only) shard */
+	uint32_t owner_core;  /* of the tenant's (only) shard */
+	struct live_tl *live; /* a live tenant: its ingest thread owns the store */
 	uint32_t head;
 	uint32_t count;
 	uint32_t busy; /* entries queued or running: not DONE */
@@ -316,7 +320,8 @@ static struct ar_rel req_rel(const struct ps_request *r)
 				.fork = r->rel.fork };
 }
 
-static void exec_getpage(struct ps_core *pc, struct ps_tl *t, struct ps_entry *e, ar_lsn lsn)
+static void exec_getpage(struct ar_pagecache *cache, struct ps_tl *t, struct ps_entry *e,
+			 ar_lsn lsn)
 {
 	char err[STORE_ERROR_BYTES];
 	struct ar_rel rel = req_rel(&e->req);
@@ -325,7 +330,7 @@ static void exec_getpage(struct ps_core *pc, struct ps_tl *t, struct ps_entry *e
 	ar_key_encode(&key, ck.key);
 	e->resp.tag = PS_R_GETPAGE;
 	e->resp.page = e->page;
-	if (pc->cache && pc_lookup(pc->cache, &ck, lsn, e->page))
+	if (cache && pc_lookup(cache, &ck, lsn, e->page))
 		return;
 	ar_lsn since = lsn;
 	int rc = store_read_page_since(t->tl, &t->st, rel, e->req.blkno, lsn, e->page, &since, err);
@@ -338,8 +343,8 @@ static void exec_getpage(struct ps_core *pc, struct ps_tl *t, struct ps_entry *e
 		fail(e, "%s", err);
 		return;
 	}
-	if (pc->cache)
-		pc_insert(pc->cache, &ck, since, lsn, e->page);
+	if (cache)
+		pc_insert(cache, &ck, since, lsn, e->page);
 }
 
 static void exec_slru(struct ps_tl *t, struct ps_entry *e, ar_lsn lsn)
@@ -375,7 +380,7 @@ static void exec_slru(struct ps_tl *t, struct ps_entry *e, ar_lsn lsn)
 }
 
 /* The LSN to read at, or false: the entry failed or waits. */
-static bool effective_lsn(struct ps_core *pc, struct ps_tl *t, struct ps_entry *e, ar_lsn *out)
+static bool effective_lsn(struct ps_tl *t, struct ps_entry *e, uint64_t wait_ms, ar_lsn *out)
 {
 	char a[STORE_LSN_TEXT_BYTES], b[STORE_LSN_TEXT_BYTES], c[STORE_LSN_TEXT_BYTES];
 	const struct ps_request *r = &e->req;
@@ -401,9 +406,9 @@ static bool effective_lsn(struct ps_core *pc, struct ps_tl *t, struct ps_entry *
 	if (r->not_modified_since > last) {
 		uint64_t now = ar_core_now_ns();
 		if (e->deadline_ns == 0)
-			e->deadline_ns = now + pc->server->config.wait_lsn_timeout_ms * 1000000ull;
+			e->deadline_ns = now + wait_ms * 1000000ull;
 		if (now < e->deadline_ns) {
-			e->state = PS_WAITING;
+			e->waits = true;
 			return false;
 		}
 		store_lsn_text(last, c);
@@ -437,69 +442,77 @@ static void wait_poll(struct ar_core *core, void *ctx)
 		struct ps_entry *e = list;
 		list = e->next_wait;
 		e->next_wait = NULL;
-		e->state = PS_QUEUED;
 		ps_exec(pc, e);
 	}
 }
 
+/* Answer e from timeline t at the LSN Neon's rules pick (cache: this core's
+ * partition, or NULL); false when it waits for WAL (e->waits). */
+static bool ps_run(struct ps_tl *t, struct ps_entry *e, struct ar_pagecache *cache,
+		   uint64_t wait_ms)
+{
+	char err[STORE_ERROR_BYTES];
+	ar_lsn lsn = 0;
+	int rc;
+
+	e->waits = false;
+	memset(&e->resp, 0, sizeof(e->resp));
+	if (!effective_lsn(t, e, wait_ms, &lsn))
+		return !e->waits;
+	if (store_check_read_lsn(t->tl, &t->st, lsn, err) < 0) {
+		fail(e, "%s", err);
+		return true;
+	}
+	switch (e->req.tag) {
+	case PS_EXISTS:
+		rc = tl_rel_exists(t->tl, req_rel(&e->req), lsn);
+		e->resp.tag = PS_R_EXISTS;
+		e->resp.exists = rc == 0;
+		if (rc < 0 && rc != -AR_ENOKEY)
+			fail(e, "relation size: %s", ar_strerror(rc));
+		break;
+	case PS_NBLOCKS:
+		rc = tl_rel_nblocks(t->tl, req_rel(&e->req), lsn, &e->resp.nblocks);
+		e->resp.tag = PS_R_NBLOCKS;
+		if (rc == -AR_ENOKEY)
+			fail(e, "relation %u/%u/%u fork %u does not exist", e->req.rel.spc,
+			     e->req.rel.db, e->req.rel.relnode, e->req.rel.fork);
+		else if (rc < 0)
+			fail(e, "relation size: %s", ar_strerror(rc));
+		break;
+	case PS_GETPAGE:
+		exec_getpage(cache, t, e, lsn);
+		break;
+	case PS_DBSIZE: {
+		uint64_t bytes = 0;
+		rc = tl_db_size(t->tl, 1663, e->req.dbnode, lsn, &bytes);
+		e->resp.tag = PS_R_DBSIZE;
+		e->resp.db_size = (int64_t)bytes;
+		if (rc < 0)
+			fail(e, "database %u size: %s", e->req.dbnode,
+			     rc == -AR_ENOKEY ? "no such database" : ar_strerror(rc));
+		break;
+	}
+	case PS_GETSLRU:
+		exec_slru(t, e, lsn);
+		break;
+	default:
+		fail(e, "unknown smgr message tag: %u", e->req.tag);
+		break;
+	}
+	return true;
+}
+
 static void ps_exec(struct ps_core *pc, struct ps_entry *e)
 {
-	memset(&e->resp, 0, sizeof(e->resp));
 	struct ps_conn *c = e->conn;
 	struct ps_hosted *h = ps_host(pc, &c->tenant, e->error);
 	struct ps_tl *t = h ? ps_timeline(pc, h, &c->timeline, e->error) : NULL;
-	ar_lsn lsn = 0;
 	if (!t) {
+		memset(&e->resp, 0, sizeof(e->resp));
 		e->resp.tag = PS_R_ERROR;
 		e->resp.error = e->error;
-	} else if (effective_lsn(pc, t, e, &lsn)) {
-		char err[STORE_ERROR_BYTES];
-		int rc;
-		if (store_check_read_lsn(t->tl, &t->st, lsn, err) < 0) {
-			fail(e, "%s", err);
-		} else {
-			switch (e->req.tag) {
-			case PS_EXISTS:
-				rc = tl_rel_exists(t->tl, req_rel(&e->req), lsn);
-				e->resp.tag = PS_R_EXISTS;
-				e->resp.exists = rc == 0;
-				if (rc < 0 && rc != -AR_ENOKEY)
-					fail(e, "relation size: %s", ar_strerror(rc));
-				break;
-			case PS_NBLOCKS:
-				rc = tl_rel_nblocks(t->tl, req_rel(&e->req), lsn, &e->resp.nblocks);
-				e->resp.tag = PS_R_NBLOCKS;
-				if (rc == -AR_ENOKEY)
-					fail(e, "relation %u/%u/%u fork %u does not exist",
-					     e->req.rel.spc, e->req.rel.db, e->req.rel.relnode,
-					     e->req.rel.fork);
-				else if (rc < 0)
-					fail(e, "relation size: %s", ar_strerror(rc));
-				break;
-			case PS_GETPAGE:
-				exec_getpage(pc, t, e, lsn);
-				break;
-			case PS_DBSIZE: {
-				uint64_t bytes = 0;
-				rc = tl_db_size(t->tl, 1663, e->req.dbnode, lsn, &bytes);
-				e->resp.tag = PS_R_DBSIZE;
-				e->resp.db_size = (int64_t)bytes;
-				if (rc < 0)
-					fail(e, "database %u size: %s", e->req.dbnode,
-					     rc == -AR_ENOKEY ? "no such database"
-							      : ar_strerror(rc));
-				break;
-			}
-			case PS_GETSLRU:
-				exec_slru(t, e, lsn);
-				break;
-			default:
-				fail(e, "unknown smgr message tag: %u", e->req.tag);
-				break;
-			}
-		}
-	}
-	if (e->state == PS_WAITING) {
+	} else if (!ps_run(t, e, pc->cache, pc->server->config.wait_lsn_timeout_ms)) {
 		e->next_wait = pc->waiting;
 		pc->waiting = e;
 		wait_arm(pc);
@@ -531,6 +544,43 @@ static void ps_finish(struct ps_core *pc, struct ps_entry *e)
 	}
 	struct ar_msg m = { .fn = ps_msg_done, .ptr = e, .from_core_index = pc->index };
 	ps_send(pc, c->home->index, &m);
+}
+
+/* On a live tenant's ingest thread (it owns the store): run, then hand the
+ * answer to the connection's core. */
+static bool ps_live_job(struct live_job *job, struct ar_store *store, struct ar_timeline *tl,
+			const struct ingest_state *st)
+{
+	struct ps_entry *e = (struct ps_entry *)((char *)job - offsetof(struct ps_entry, job));
+	struct ps_conn *c = e->conn;
+	struct ar_server *s = c->home->server;
+	char th[33], lh[33], err[STORE_ERROR_BYTES];
+	struct ps_tl t = { 0 };
+
+	tl_id_hex(&c->tenant, th);
+	tl_id_hex(&c->timeline, lh);
+	memset(&e->resp, 0, sizeof(e->resp));
+	if (!store) {
+		fail(e, "tenant %s: the timeline is stopping or starting over; try again", th);
+	} else {
+		t.tl = tl;
+		t.st = *st;
+		if (memcmp(tl_id(tl), &c->timeline, sizeof(c->timeline)) != 0) {
+			/* Another timeline of the tenant (a branch): its own state. */
+			t.tl = tenant_timeline(store->tenant, &c->timeline);
+			if (!t.tl)
+				fail(e, "Timeline %s/%s was not found", th, lh);
+			else if (store_state_read(store, &c->timeline, &t.st, err) < 0)
+				fail(e, "timeline %s/%s: %s", th, lh, err);
+		}
+		if (e->resp.tag != PS_R_ERROR &&
+		    !ps_run(&t, e, NULL, s->config.wait_lsn_timeout_ms))
+			return false; /* waits for WAL */
+	}
+	struct ar_msg m = { .fn = ps_msg_done, .ptr = e };
+	while (ar_runtime_post(s->runtime, c->home->index, &m) == -EAGAIN)
+		usleep(50); /* the core drains its posts every pass (-ESHUTDOWN: it stopped) */
+	return true;
 }
 
 static void ps_msg_exec(struct ar_core *core, struct ar_msg *msg)
@@ -597,6 +647,7 @@ static int ps_command(struct ps_core *pc, struct ps_conn *c, struct ar_pgconn *p
 	c->pgconn = pgconn;
 	c->version = v;
 	c->owner_core = tenant_hash(&c->tenant) % pc->server->config.core_count;
+	c->live = ar_server_live_find(pc->server, &c->tenant);
 	c->head = c->count = c->busy = 0;
 	pgw_put_copy_both_response(out);
 	return 2;
@@ -640,6 +691,16 @@ static int ps_data(void *svc, void *state, const uint8_t *payload, uint32_t len,
 	e->deadline_ns = 0;
 	e->slru = NULL;
 	e->next_wait = NULL;
+	if (c->live) {
+		e->job.fn = ps_live_job;
+		if (live_submit(c->live, &e->job) < 0) {
+			memset(&e->resp, 0, sizeof(e->resp));
+			fail(e, "the tenant's live timeline is stopping");
+			e->state = PS_DONE;
+			c->busy--;
+		}
+		return 1;
+	}
 	if (c->owner_core == pc->index) {
 		pc->executing_inline = true;
 		ps_exec(pc, e);

@@ -55,6 +55,8 @@ void ar_pageservice_core_stop(struct ar_server *s, struct ar_core *core);
 __attribute__((warn_unused_result)) int ar_pageservice_claim(const struct tl_id *tenant, bool live);
 
 /* server/live.c: the live timelines (ingest/live.h), at most one per tenant. */
+/* init before the cores start (they look tenants up), load after. */
+__attribute__((warn_unused_result)) int ar_server_live_init(struct ar_server *s);
 __attribute__((warn_unused_result)) int ar_server_live_load(struct ar_server *s);
 void ar_server_live_stop(struct ar_server *s);
 __attribute__((warn_unused_result)) int ar_server_live_attach(

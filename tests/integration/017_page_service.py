@@ -60,24 +60,6 @@ def server(datadir, **config):
     return PageServer("pagesvc", config=settings)
 
 
-def on_each_core(port, cores=2, tries=64):
-    """One connection per core (STATUS names the core that accepted it)."""
-    found, spare = {}, []
-    for _ in range(tries):
-        c = ps.Conn(port)
-        core = c.core()
-        if core in found:
-            spare.append(c)
-        else:
-            found[core] = c
-        if len(found) == cores:
-            break
-    for c in spare:
-        c.close()
-    assert len(found) == cores, "connections landed only on cores %s" % sorted(found)
-    return [found[k] for k in sorted(found)]
-
-
 def relation_files(pgdata):
     """{(spc, db, relnode, fork): [segment paths in order]} of a data dir."""
     rels = {}
@@ -126,7 +108,7 @@ def test_whole_cluster_over_the_wire(imported):
     exported = relation_files(export_dir)
     assert len(standby) > 500, "the workload made %d relation forks" % len(standby)
     with server(datadir) as srv:
-        conns = on_each_core(srv.pg_port)
+        conns = ps.on_each_core(srv.pg_port)
         for i, c in enumerate(conns):
             c.pagestream(3 if i == 0 else 2, TENANT, TIMELINE)
         # Half of the relations through each core's connection, v3 and v2.
@@ -374,7 +356,7 @@ def test_client_vanishes_mid_batch_and_random_frames(imported):
         assert srv.daemon.alive()
         # Then correct pages, on both cores.
         want = file_pages(rels[big[0]])
-        for c in on_each_core(srv.pg_port):
+        for c in ps.on_each_core(srv.pg_port):
             c.pagestream(3, TENANT, TIMELINE)
             got = c.pipeline([ps.request(3, ps.GETPAGE, lsn, rel=big[0], blkno=b)
                               for b in range(len(want))])

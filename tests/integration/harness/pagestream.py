@@ -12,6 +12,7 @@ and response built and parsed with struct.pack by hand.
     .response()                    the next CopyData payload
     request(version, tag, ...)     a request's bytes
     parse(version, tag, payload)   a response as a dict (checks the echo)
+    on_each_core(port, cores=2)    one Conn per core (STATUS names the core)
 """
 
 import socket
@@ -201,3 +202,21 @@ class Conn:
                 self.sock.sendall(batch)
             out.append(parse(self.version, reqs[len(out)], self.response()))
         return out
+
+
+def on_each_core(port, cores=2, tries=64):
+    """One connection per core: STATUS names the core that accepted it."""
+    found, spare = {}, []
+    for _ in range(tries):
+        c = Conn(port)
+        core = c.core()
+        if core in found:
+            spare.append(c)
+        else:
+            found[core] = c
+        if len(found) == cores:
+            break
+    for c in spare:
+        c.close()
+    assert len(found) == cores, "connections landed only on cores %s" % sorted(found)
+    return [found[k] for k in sorted(found)]
