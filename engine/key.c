@@ -132,6 +132,11 @@ bool ar_key_is_rel_size(const struct ar_key *key)
 	return key->f1 == 0 && key->f4 != 0 && key->f6 == AR_KEY_BLOCK_SIZE_MARKER;
 }
 
+bool ar_key_is_rel_dir(const struct ar_key *key)
+{
+	return key->f1 == 0 && key->f2 != 0 && key->f4 == 0 && key->f6 == 1;
+}
+
 void ar_key_encode(const struct ar_key *key, uint8_t out[AR_KEY_BYTES])
 {
 	out[0] = key->f1;
@@ -272,7 +277,9 @@ uint32_t ar_shard_of_key(const struct ar_shard_map *map, const struct ar_key *ke
 
 bool ar_key_is_shard_local(const struct ar_shard_map *map, const struct ar_key *key, uint32_t shard)
 {
-	if (ar_key_is_rel_size(key))
-		return true; /* every shard keeps relation sizes; shard 0's are authoritative */
+	if (ar_key_is_rel_size(key) || ar_key_is_rel_dir(key))
+		return true; /* every shard keeps relation sizes and directories (a shard
+			      * copies its share of a database's relations by them); shard
+			      * 0's are authoritative */
 	return ar_shard_of_key(map, key) == shard;
 }

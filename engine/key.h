@@ -84,6 +84,8 @@ struct ar_key ar_key_max(void);
 
 bool ar_key_is_rel_block(const struct ar_key *key);
 bool ar_key_is_rel_size(const struct ar_key *key);
+/* A database's relation directory (any part). */
+bool ar_key_is_rel_dir(const struct ar_key *key);
 
 void ar_key_encode(const struct ar_key *key, uint8_t out[AR_KEY_BYTES]);
 void ar_key_decode(const uint8_t in[AR_KEY_BYTES], struct ar_key *out);
@@ -117,7 +119,8 @@ struct ar_shard_map {
  * tenant with two or more shards; then murmur3's fmix32 of relnode and stripe,
  * hash-combined, modulo the count. */
 uint32_t ar_shard_of_key(const struct ar_shard_map *map, const struct ar_key *key);
-/* True if the key is stored on every shard (relation sizes) or only on shard 0. */
+/* True if shard holds the key: relation sizes and directories are on every shard,
+ * relation blocks on the shard the hash names, everything else on shard 0. */
 bool ar_key_is_shard_local(const struct ar_shard_map *map, const struct ar_key *key,
 			   uint32_t shard);
 

@@ -130,8 +130,14 @@ static void test_shard_function(void **state)
 	assert_int_equal(ar_shard_of_key(&ten, &relmap), 0);
 	rel.fork = AR_FORK_MAIN;
 	struct ar_key size = ar_key_rel_size(rel);
-	for (uint32_t s = 0; s < 10; s++)
+	struct ar_key dir = ar_key_rel_dir_part(1663, 5, 3);
+	for (uint32_t s = 0; s < 10; s++) {
 		assert_true(ar_key_is_shard_local(&ten, &size, s));
+		assert_true(ar_key_is_shard_local(&ten, &dir, s));
+		assert_int_equal(ar_key_is_shard_local(&ten, &relmap, s), s == 0);
+	}
+	assert_true(ar_key_is_rel_dir(&dir) && !ar_key_is_rel_dir(&relmap) &&
+		    !ar_key_is_rel_dir(&size) && !ar_key_is_rel_dir(&init));
 
 	/* A stripe stays on one shard; blocks spread over every shard. */
 	struct ar_shard_map four = { .shard_count = 4, .stripe_blocks = 2048 };

@@ -349,6 +349,25 @@ int tl_put(struct ar_timeline *tl, const struct ar_key *key, ar_lsn lsn,
 	return 0;
 }
 
+void tl_advance(struct ar_timeline *tl, ar_lsn lsn)
+{
+	if (lsn > tl->last_record_lsn)
+		tl->last_record_lsn = lsn;
+}
+
+int tl_sync_advance(struct ar_timeline *tl)
+{
+	if (tl->frozen_count > 0 || (tl->open && inmem_value_count(tl->open)) ||
+	    tl->disk_consistent_lsn >= tl->last_record_lsn)
+		return 0;
+	ar_lsn before = tl->disk_consistent_lsn;
+	tl->disk_consistent_lsn = tl->last_record_lsn;
+	int rc = tl_manifest_write(tl);
+	if (rc < 0)
+		tl->disk_consistent_lsn = before;
+	return rc;
+}
+
 void tl_maybe_freeze(struct ar_timeline *tl, bool force)
 {
 	if (!tl->open || tl->frozen_count == TL_FROZEN_MAX)

@@ -94,6 +94,12 @@ void tl_close(struct ar_timeline *tl);
 /* Store a value.  lsn >= start, >= the last put's LSN, > disk_consistent_lsn. */
 __attribute__((warn_unused_result)) int tl_put(struct ar_timeline *tl, const struct ar_key *key,
 					       ar_lsn lsn, const struct ar_value *value);
+/* The timeline has seen WAL up to lsn that stores nothing here (a shard's share
+ * of a record can be empty): reads up to lsn are answered.  Never moves back. */
+void tl_advance(struct ar_timeline *tl, ar_lsn lsn);
+/* When nothing is in memory: make the advanced last LSN durable (the manifest's
+ * disk_consistent_lsn), so a restart answers reads up to it. */
+__attribute__((warn_unused_result)) int tl_sync_advance(struct ar_timeline *tl);
 /* Freeze the open in-memory layer if it holds checkpoint_distance_bytes or is older
  * than checkpoint_timeout_ms (force:
  * whenever it holds anything).  Call between WAL records, never inside one. */

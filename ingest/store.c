@@ -51,26 +51,58 @@ static int mkdir_p(const char *path)
 	return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -errno : 0;
 }
 
-static int store_tenant(struct ar_store *s, bool create, char err[STORE_ERROR_BYTES])
+void store_tenant_dir_name(const struct tl_id *tenant, uint32_t shard_number, uint32_t shard_count,
+			   char out[STORE_TENANT_DIR_BYTES])
 {
-	char hex[33], path[700], lerr[LYR_ERROR_BYTES];
-	tl_id_hex(&s->tenant_id, hex);
-	snprintf(path, sizeof(path), "%s/tenants/%s", s->dir, hex);
+	char hex[33];
+	tl_id_hex(tenant, hex);
+	if (shard_count >= 2)
+		snprintf(out, STORE_TENANT_DIR_BYTES, "%s-%02x%02x", hex, shard_number,
+			 shard_count);
+	else
+		snprintf(out, STORE_TENANT_DIR_BYTES, "%s", hex);
+}
+
+static int store_tenant(struct ar_store *s, const struct store_options *o, bool create,
+			char err[STORE_ERROR_BYTES])
+{
+	char name[STORE_TENANT_DIR_BYTES], path[700], lerr[LYR_ERROR_BYTES];
+	store_tenant_dir_name(&s->tenant_id, o->shard_number, o->shard_count, name);
+	snprintf(path, sizeof(path), "%s/tenants/%s", s->dir, name);
 	struct stat st;
 	if (stat(path, &st) == 0) {
 		int rc = tenant_open(&s->env, path, &s->tenant, lerr);
-		return rc < 0 ? store_fail(err, rc, "opening the tenant",
-					   rc == -AR_ECORRUPT ? lerr : strerror(-rc))
-			      : 0;
+		if (rc < 0)
+			return store_fail(err, rc, "opening the tenant",
+					  rc == -AR_ECORRUPT ? lerr : strerror(-rc));
+		const struct tenant_params *p = tenant_params(s->tenant);
+		uint32_t count = p->shards.shard_count > 1 ? p->shards.shard_count : 1;
+		if (count != (o->shard_count > 1 ? o->shard_count : 1) ||
+		    p->shard_number != o->shard_number) {
+			snprintf(err, STORE_ERROR_BYTES,
+				 "tenant %s is shard %u of %u, not the shard asked for", name,
+				 p->shard_number, count);
+			return -AR_ECONFIG;
+		}
+		return 0;
 	}
 	if (!create) {
-		snprintf(err, STORE_ERROR_BYTES, "unknown tenant %s in %s", hex, s->dir);
+		snprintf(err, STORE_ERROR_BYTES, "unknown tenant %s in %s", name, s->dir);
 		return -AR_ENOTENANT;
+	}
+	if (o->shard_count >= 2 && o->shard_number >= o->shard_count) {
+		snprintf(err, STORE_ERROR_BYTES, "shard %u of %u does not exist", o->shard_number,
+			 o->shard_count);
+		return -EINVAL;
 	}
 	snprintf(path, sizeof(path), "%s/tenants", s->dir);
 	int rc = mkdir_p(path);
-	snprintf(path, sizeof(path), "%s/tenants/%s", s->dir, hex);
-	struct tenant_params params = { .shards = { .shard_count = 1 } };
+	snprintf(path, sizeof(path), "%s/tenants/%s", s->dir, name);
+	struct tenant_params params = {
+		.shards = { .shard_count = o->shard_count >= 2 ? o->shard_count : 1,
+			    .stripe_blocks = AR_STRIPE_BLOCKS_DEFAULT },
+		.shard_number = o->shard_number,
+	};
 	if (rc == 0)
 		rc = tenant_create(&s->env, path, &params, &s->tenant);
 	return rc < 0 ? store_fail(err, rc, "creating the tenant", strerror(-rc)) : 0;
@@ -129,7 +161,7 @@ int store_open(const char *dir, const struct tl_id *tenant, bool create,
 				  .redo = &s->applier.redo,
 				  .checkpoint_distance_bytes = o->checkpoint_distance_bytes,
 				  .compact = o->compact };
-	rc = store_tenant(s, create, err);
+	rc = store_tenant(s, o, create, err);
 	if (rc < 0) {
 		store_close(s);
 		return rc;
@@ -201,8 +233,10 @@ int store_checkpoint(struct ar_store *s, struct ar_timeline *tl, char err[STORE_
 		int wrc = store_work(s, tl, &did, err);
 		if (wrc < 0)
 			return wrc;
-		if (rc == 0 && !did)
-			return 0;
+		if (rc == 0 && !did) {
+			rc = tl_sync_advance(tl);
+			return rc < 0 ? tl_fail(err, rc, "writing the manifest", tl) : 0;
+		}
 	}
 	return store_fail(err, -EIO, "checkpoint", "compaction does not converge");
 }

@@ -6,7 +6,7 @@
  *
  * Layout under the data directory:
  *   argon.lock                          held while open (the page server holds it too)
- *   tenants/<tenant id>/                the tenant (engine/tenant.h)
+ *   tenants/<tenant id>[-<NNCC>]/       the tenant, or one shard of it (engine/tenant.h)
  *   ingest/<tenant id>/<timeline id>.json   what the ingest knows of the timeline
  */
 #ifndef AR_INGEST_STORE_H
@@ -32,7 +32,16 @@ struct store_options {
 	struct tl_compact_params compact;
 	/* The caller (the page server) holds the data directory's lock already. */
 	bool datadir_held;
+	/* Which shard of the tenant (shard_count 0 or 1: unsharded).  A shard lives
+	 * in tenants/<tenant>-<NN><CC> (Neon's TenantShardId, hex). */
+	uint32_t shard_number;
+	uint32_t shard_count;
 };
+
+#define STORE_TENANT_DIR_BYTES 40
+/* "<tenant hex>" or "<tenant hex>-<NN><CC>": the tenant shard's directory name. */
+void store_tenant_dir_name(const struct tl_id *tenant, uint32_t shard_number, uint32_t shard_count,
+			   char out[STORE_TENANT_DIR_BYTES]);
 
 void store_options_default(struct store_options *o);
 

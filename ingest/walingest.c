@@ -239,7 +239,9 @@ int wi_set_load(struct walingest *wi, struct wi_set *s)
 		return 0;
 	uint8_t v[AR_PAGE_BYTES];
 	uint32_t len = 0;
-	int rc = wi->meta ? wi_read(wi, wi->meta, &s->key, v, &len) : -AR_ENOKEY;
+	/* Relation directories are on every shard, the other directories on shard 0. */
+	struct ar_timeline *tl = ar_key_is_rel_dir(&s->key) ? wi->any : wi->meta;
+	int rc = tl ? wi_read(wi, tl, &s->key, v, &len) : -AR_ENOKEY;
 	if (rc < 0 && rc != -AR_ENOKEY)
 		return rc;
 	if (rc == -AR_ENOKEY)
@@ -390,6 +392,25 @@ int wi_edit_zero_tail(struct walingest *wi, const struct ar_key *key, uint16_t o
 
 /* ---- the per-record flush ---- */
 
+/* An image of key on every shard held here (relation sizes and directories). */
+static int put_everywhere(struct walingest *wi, const struct ar_key *key, const uint8_t *data,
+			  uint32_t len)
+{
+	struct ar_value val = { .kind = AR_VALUE_IMAGE, .len = len, .data = data };
+	uint32_t n = wi->t.map.shard_count ? wi->t.map.shard_count : 1;
+	for (uint32_t s = 0; s < n; s++) {
+		if (!wi->t.shards[s])
+			continue;
+		int rc = tl_put(wi->t.shards[s], key, wi->lsn, &val);
+		if (rc < 0) {
+			char hex[AR_KEY_HEX_BYTES];
+			ar_key_hex(key, hex);
+			return wi_fail(wi, rc, "storing %s: %s", hex, strerror(-rc));
+		}
+	}
+	return 0;
+}
+
 static int flush_size(struct walingest *wi, const struct ar_key *key)
 {
 	struct keymap_entry *e = keymap_find(&wi->sizes, key);
@@ -403,16 +424,7 @@ static int flush_size(struct walingest *wi, const struct ar_key *key)
 				.data = v };
 	if (key->f1 != 0)
 		return wi_put(wi, key, &val);
-	/* Relation sizes are on every shard. */
-	uint32_t n = wi->t.map.shard_count ? wi->t.map.shard_count : 1;
-	for (uint32_t s = 0; s < n; s++) {
-		if (!wi->t.shards[s])
-			continue;
-		int rc = tl_put(wi->t.shards[s], key, wi->lsn, &val);
-		if (rc < 0)
-			return wi_fail(wi, rc, "storing a relation size: %s", strerror(-rc));
-	}
-	return 0;
+	return put_everywhere(wi, key, val.data, val.len); /* relation sizes: every shard */
 }
 
 int wi_flush(struct walingest *wi)
@@ -432,7 +444,9 @@ int wi_flush(struct walingest *wi)
 	for (uint32_t i = 0; i < wi->ndirty_sets; i++) {
 		struct wi_set *s = wi->dirty_sets[i];
 		s->dirty = false;
-		if (rc == 0)
+		if (rc == 0 && ar_key_is_rel_dir(&s->key))
+			rc = put_everywhere(wi, &s->key, s->data, s->len);
+		else if (rc == 0)
 			rc = wi_put_image(wi, &s->key, s->data, s->len);
 	}
 	wi->ndirty_sets = 0;
@@ -592,6 +606,11 @@ int wi_record(struct walingest *wi, const struct wal_record *rec)
 		rc = frc;
 	if (rc < 0)
 		return rc;
+	/* Every shard held here has seen this record, whether it stored a value or not. */
+	uint32_t n = wi->t.map.shard_count ? wi->t.map.shard_count : 1;
+	for (uint32_t s = 0; s < n; s++)
+		if (wi->t.shards[s])
+			tl_advance(wi->t.shards[s], rec->end_lsn);
 	wi->stats.records++;
 	wi->stats.bytes += rec->tot_len;
 	return 0;

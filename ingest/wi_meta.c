@@ -42,12 +42,10 @@ static void rel_entry(struct ar_rel rel, uint8_t e[AR_REL_DIR_ENTRY_BYTES])
 	e[4] = rel.fork;
 }
 
-/* List (present) or unlist the relation fork in its relation directory part
- * (shard 0's; nothing to do on the other shards). */
+/* List (present) or unlist the relation fork in its relation directory part (kept on
+ * every shard: a shard copies its share of a database's relations by it). */
 static int reldir_update(struct walingest *wi, struct ar_rel rel, bool present)
 {
-	if (!wi->meta)
-		return 0;
 	struct wi_set *s =
 	    wi_reldir(wi, rel.spc_oid, rel.db_oid, ar_rel_dir_part_of(rel.rel_number));
 	if (!s)
@@ -315,7 +313,7 @@ static int copy_database(struct walingest *wi, uint32_t src_spc, uint32_t src_db
 	uint8_t map[AR_PAGE_BYTES];
 	uint32_t len = 0;
 	struct ar_key src_map = ar_key_relmap(src_spc, src_db);
-	int rc = wi_read(wi, wi->meta, &src_map, map, &len);
+	int rc = wi->meta ? wi_read(wi, wi->meta, &src_map, map, &len) : -AR_ENOKEY;
 	if (rc == 0) {
 		struct ar_key dst_map = ar_key_relmap(spc, db);
 		rc = wi_put_image(wi, &dst_map, map, len);

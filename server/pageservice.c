@@ -9,7 +9,11 @@
  * its first request.  A request is executed on the owning core: inline when the
  * connection lives there, else sent over the cores' SPSC rings and its answer sent
  * back; the connection's core writes every answer to the socket in request order.
- * Today every tenant has one shard (store.h); `<tenant>-<NNCC>` names that shard.
+ * A tenant has one shard (tenants/<tenant>) or CC (tenants/<tenant>-<NN><CC>,
+ * store.h).  GetPage goes to the shard owning its key (Neon's hash, engine/key.h),
+ * every other request to shard 0.  A connection naming `<tenant>-<NNCC>` is that
+ * shard's: its GetPages must be for that shard's keys.  A live tenant's requests
+ * run on its ingest thread (live_submit), which owns its store.
  *
  * Entry states (the per-connection window of PS_WINDOW requests, a ring):
  *
@@ -42,6 +46,7 @@
 #include "common/log.h"
 #include "common/pagestream.h"
 #include "ingest/store.h"
+#include "ingest/walingest.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -66,6 +71,7 @@ struct ps_conn;
 struct ps_entry {
 	struct live_job job; /* a live tenant's: run on its ingest thread */
 	struct ps_conn *conn;
+	uint32_t shard; /* the shard that answers it */
 	struct ps_entry *next_wait;
 	struct ps_request req;
 	uint64_t deadline_ns;
@@ -83,8 +89,9 @@ struct ps_conn {
 	enum ps_version version;
 	struct tl_id tenant;
 	struct tl_id timeline;
-	uint32_t owner_core;  /* of the tenant's (only) shard */
-	struct live_tl *live; /* a live tenant: its ingest thread owns the store */
+	struct ar_shard_map map; /* the tenant's shards (count 1: unsharded) */
+	int32_t named_shard;     /* the shard the command named; -1: the tenant only */
+	struct live_tl *live;    /* a live tenant: its ingest thread owns the store */
 	uint32_t head;
 	uint32_t count;
 	uint32_t busy; /* entries queued or running: not DONE */
@@ -100,6 +107,7 @@ struct ps_tl {
 
 struct ps_hosted {
 	struct tl_id tenant;
+	uint32_t shard;
 	struct ar_store *store;
 	struct ps_tl tls[PS_TIMELINES_MAX];
 	uint32_t tl_count;
@@ -203,38 +211,56 @@ static void outbox_flush(struct ar_core *core, void *ctx)
 
 /* ---- tenants on their owning core ---- */
 
-static bool tenant_dir_exists(const struct ar_server *s, const struct tl_id *t)
+static bool is_dir(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* How many shards the tenant has on disk: tenants/<hex> (1) or <hex>-<NN><CC>
+ * (CC, with shard 0 present); 0: no such tenant. */
+static uint32_t tenant_shards(const struct ar_server *s, const struct tl_id *t)
 {
 	char hex[33], path[AR_PATH_BYTES_MAX + 64];
-	struct stat st;
 	tl_id_hex(t, hex);
 	snprintf(path, sizeof(path), "%s/tenants/%s", s->config.data_dir, hex);
-	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+	if (is_dir(path))
+		return 1;
+	for (uint32_t count = 2; count <= WI_SHARDS_MAX; count++) {
+		snprintf(path, sizeof(path), "%s/tenants/%s-00%02x", s->config.data_dir, hex,
+			 count);
+		if (is_dir(path))
+			return count;
+	}
+	return 0;
 }
 
 static bool timeline_dir_exists(const struct ar_server *s, const struct tl_id *t,
-				const struct tl_id *tl)
+				const struct ar_shard_map *map, const struct tl_id *tl)
 {
-	char th[33], lh[33], path[AR_PATH_BYTES_MAX + 128];
-	struct stat st;
-	tl_id_hex(t, th);
+	char name[STORE_TENANT_DIR_BYTES], lh[33], path[AR_PATH_BYTES_MAX + 128];
+	store_tenant_dir_name(t, 0, map->shard_count, name);
 	tl_id_hex(tl, lh);
-	snprintf(path, sizeof(path), "%s/tenants/%s/timelines/%s", s->config.data_dir, th, lh);
-	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+	snprintf(path, sizeof(path), "%s/tenants/%s/timelines/%s", s->config.data_dir, name, lh);
+	return is_dir(path);
+}
+
+/* Shard s of a tenant lives on this core. */
+static uint32_t shard_core(const struct ar_server *s, const struct tl_id *t, uint32_t shard)
+{
+	return (tenant_hash(t) + shard) % s->config.core_count;
 }
 
 /* The tenant's store on this core, opened on first use; NULL with error set. */
-static struct ps_hosted *ps_host(struct ps_core *pc, const struct tl_id *tenant, char *error)
+static struct ps_hosted *ps_host(struct ps_core *pc, const struct tl_id *tenant, uint32_t shard,
+				 uint32_t shard_count, char *error)
 {
-	char hex[33], err[STORE_ERROR_BYTES];
+	char hex[STORE_TENANT_DIR_BYTES], err[STORE_ERROR_BYTES];
 	for (uint32_t i = 0; i < pc->hosted_count; i++)
-		if (memcmp(&pc->hosted[i]->tenant, tenant, sizeof(*tenant)) == 0)
+		if (memcmp(&pc->hosted[i]->tenant, tenant, sizeof(*tenant)) == 0 &&
+		    pc->hosted[i]->shard == shard)
 			return pc->hosted[i];
-	tl_id_hex(tenant, hex);
-	if (!tenant_dir_exists(pc->server, tenant)) {
-		snprintf(error, PS_ERROR_TEXT_MAX, "Tenant %s not found", hex);
-		return NULL;
-	}
+	store_tenant_dir_name(tenant, shard, shard_count, hex);
 	if (ar_pageservice_claim(tenant, false) == -EBUSY) {
 		snprintf(error, PS_ERROR_TEXT_MAX,
 			 "tenant %s streams WAL on its ingest thread; the page service does not "
@@ -256,6 +282,8 @@ static struct ps_hosted *ps_host(struct ps_core *pc, const struct tl_id *tenant,
 	store_options_default(&o);
 	o.datadir_held = true;
 	o.cache_bytes = pc->server->config.layer_cache_bytes;
+	o.shard_number = shard;
+	o.shard_count = shard_count;
 	int rc = store_open(pc->server->config.data_dir, tenant, false, &o, &h->store, err);
 	if (rc < 0) {
 		snprintf(error, PS_ERROR_TEXT_MAX, "opening tenant %s: %s", hex, err);
@@ -263,6 +291,7 @@ static struct ps_hosted *ps_host(struct ps_core *pc, const struct tl_id *tenant,
 		return NULL;
 	}
 	h->tenant = *tenant;
+	h->shard = shard;
 	pc->hosted[pc->hosted_count++] = h;
 	AR_LOG(LOG, "pageservice", "core %u serves tenant %s", pc->index, hex);
 	return h;
@@ -506,7 +535,7 @@ static bool ps_run(struct ps_tl *t, struct ps_entry *e, struct ar_pagecache *cac
 static void ps_exec(struct ps_core *pc, struct ps_entry *e)
 {
 	struct ps_conn *c = e->conn;
-	struct ps_hosted *h = ps_host(pc, &c->tenant, e->error);
+	struct ps_hosted *h = ps_host(pc, &c->tenant, e->shard, c->map.shard_count, e->error);
 	struct ps_tl *t = h ? ps_timeline(pc, h, &c->timeline, e->error) : NULL;
 	if (!t) {
 		memset(&e->resp, 0, sizeof(e->resp));
@@ -626,19 +655,25 @@ static int ps_command(struct ps_core *pc, struct ps_conn *c, struct ar_pgconn *p
 			      "Ids are 32 hex digits; a shard is named <tenant>-<NN><CC>.");
 		return 1;
 	}
-	if (count > 1 || shard >= (count ? count : 1)) {
-		snprintf(text, sizeof(text),
-			 "tenant %s has one shard; shard %02x of %02x does not exist", hex, shard,
-			 count);
-		pgw_put_error(out, "ERROR", "58P01", text, NULL);
-		return 1;
-	}
-	if (!tenant_dir_exists(pc->server, &c->tenant)) {
+	uint32_t shards = tenant_shards(pc->server, &c->tenant);
+	if (shards == 0) {
 		snprintf(text, sizeof(text), "Tenant %s not found", hex);
 		pgw_put_error(out, "ERROR", "58P01", text, NULL);
 		return 1;
 	}
-	if (!timeline_dir_exists(pc->server, &c->tenant, &c->timeline)) {
+	/* Unsharded: -0000 or -0001 names its one shard; else the count must match. */
+	bool named = tlen == 37;
+	if (named && ((shards == 1 && (count > 1 || shard != 0)) ||
+		      (shards > 1 && (count != shards || shard >= count)))) {
+		snprintf(text, sizeof(text),
+			 "tenant %s has %u shard%s; shard %02x of %02x does not exist", hex, shards,
+			 shards == 1 ? "" : "s", shard, count);
+		pgw_put_error(out, "ERROR", "58P01", text, NULL);
+		return 1;
+	}
+	c->map = (struct ar_shard_map){ .shard_count = shards,
+					.stripe_blocks = AR_STRIPE_BLOCKS_DEFAULT };
+	if (!timeline_dir_exists(pc->server, &c->tenant, &c->map, &c->timeline)) {
 		snprintf(text, sizeof(text), "Timeline %s/%s was not found", hex, timeline);
 		pgw_put_error(out, "ERROR", "58P01", text, NULL);
 		return 1;
@@ -646,7 +681,7 @@ static int ps_command(struct ps_core *pc, struct ps_conn *c, struct ar_pgconn *p
 	c->home = pc;
 	c->pgconn = pgconn;
 	c->version = v;
-	c->owner_core = tenant_hash(&c->tenant) % pc->server->config.core_count;
+	c->named_shard = named ? (int32_t)shard : -1;
 	c->live = ar_server_live_find(pc->server, &c->tenant);
 	c->head = c->count = c->busy = 0;
 	pgw_put_copy_both_response(out);
@@ -663,6 +698,15 @@ static int ps_query(void *svc, void *state, struct ar_pgconn *pgconn, const char
 	if (r == 0)
 		ar_pgservice_query(&pc->server->cores[pc->index], query, out);
 	return PGW_QUERY_DONE;
+}
+
+/* An Error answer decided on the connection's core, without running anything. */
+static void answer_now(struct ps_conn *c, struct ps_entry *e, const char *text)
+{
+	memset(&e->resp, 0, sizeof(e->resp));
+	fail(e, "%s", text);
+	e->state = PS_DONE;
+	c->busy--;
 }
 
 static int ps_data(void *svc, void *state, const uint8_t *payload, uint32_t len, char *error)
@@ -693,22 +737,36 @@ static int ps_data(void *svc, void *state, const uint8_t *payload, uint32_t len,
 	e->next_wait = NULL;
 	if (c->live) {
 		e->job.fn = ps_live_job;
-		if (live_submit(c->live, &e->job) < 0) {
-			memset(&e->resp, 0, sizeof(e->resp));
-			fail(e, "the tenant's live timeline is stopping");
-			e->state = PS_DONE;
-			c->busy--;
-		}
+		if (live_submit(c->live, &e->job) < 0)
+			answer_now(c, e, "the tenant's live timeline is stopping");
 		return 1;
 	}
-	if (c->owner_core == pc->index) {
+	/* GetPage goes to the shard owning the key; everything else to shard 0 (Neon's
+	 * rule).  A shard-named connection is that shard's: other keys are refused. */
+	uint32_t shard = 0;
+	if (req.tag == PS_GETPAGE) {
+		struct ar_key key = ar_key_rel_block(req_rel(&req), req.blkno);
+		shard = ar_shard_of_key(&c->map, &key);
+	}
+	if (c->named_shard >= 0 && req.tag == PS_GETPAGE && shard != (uint32_t)c->named_shard) {
+		char text[160];
+		snprintf(text, sizeof(text),
+			 "block %u of relation %u/%u/%u belongs to shard %u, not to shard %d",
+			 req.blkno, req.rel.spc, req.rel.db, req.rel.relnode, shard,
+			 c->named_shard);
+		answer_now(c, e, text);
+		return 1;
+	}
+	e->shard = c->named_shard >= 0 ? (uint32_t)c->named_shard : shard;
+	uint32_t owner = shard_core(pc->server, &c->tenant, e->shard);
+	if (owner == pc->index) {
 		pc->executing_inline = true;
 		ps_exec(pc, e);
 		pc->executing_inline = false;
 		return 1;
 	}
 	struct ar_msg m = { .fn = ps_msg_exec, .ptr = e, .from_core_index = pc->index };
-	ps_send(pc, c->owner_core, &m);
+	ps_send(pc, owner, &m);
 	return 1;
 }
 

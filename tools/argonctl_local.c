@@ -72,7 +72,8 @@ void argonctl_local_usage(void)
 	       "Options: --tenant ID, --timeline ID (32 hex digits; default %s),\n"
 	       "  --checkpoint-distance BYTES, --compaction-threshold N, --image-threshold N,\n"
 	       "  --cache-bytes BYTES, --stop-lsn LSN, --queue-depth N, --read-size BYTES,\n"
-	       "  --no-progress\n",
+	       "  --no-progress, --shard N/COUNT (one shard of a tenant of COUNT shards:\n"
+	       "  tenants/<tenant>-<NN><CC>; each shard imports its share of the same WAL)\n",
 	       DEFAULT_ID);
 }
 
@@ -125,7 +126,8 @@ enum {
 	OPT_NEW,
 	OPT_LSN,
 	OPT_BATCH,
-	OPT_FLIP
+	OPT_FLIP,
+	OPT_SHARD
 };
 
 static int parse_number(int opt, const char *arg, struct cli *c)
@@ -174,6 +176,16 @@ static int parse_option(int opt, const char *arg, struct cli *c)
 	case OPT_BATCH:
 		c->batch = arg;
 		return 0;
+	case OPT_SHARD: {
+		unsigned n, count;
+		char end;
+		if (sscanf(arg, "%u/%u%c", &n, &count, &end) != 2 || count < 2 ||
+		    count > WI_SHARDS_MAX || n >= count)
+			return -1;
+		c->so.shard_number = n;
+		c->so.shard_count = count;
+		return 0;
+	}
 	case OPT_CKPT:
 	case OPT_COMPACT:
 	case OPT_IMAGE:
@@ -204,6 +216,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		{ "lsn", required_argument, NULL, OPT_LSN },
 		{ "batch", required_argument, NULL, OPT_BATCH },
 		{ "flip-main-data", required_argument, NULL, OPT_FLIP },
+		{ "shard", required_argument, NULL, OPT_SHARD },
 		{ NULL, 0, NULL, 0 },
 	};
 	memset(c, 0, sizeof(*c));
@@ -262,8 +275,11 @@ static int ctx_open(struct ctx *x, bool create, bool need_state)
 
 static int ctx_ingest(struct ctx *x)
 {
-	struct wi_target t = { .map = { .shard_count = 1 } };
-	t.shards[0] = x->tl;
+	/* A shard takes its share of every record: the other shards are held elsewhere. */
+	struct wi_target t = { .map = { .shard_count =
+					    x->c->so.shard_count > 1 ? x->c->so.shard_count : 1,
+					.stripe_blocks = AR_STRIPE_BLOCKS_DEFAULT } };
+	t.shards[x->c->so.shard_number] = x->tl;
 	int rc = wi_create(&t, &x->wi);
 	if (rc < 0)
 		snprintf(x->err, sizeof(x->err), "starting the ingest: %s", strerror(-rc));

@@ -54,6 +54,19 @@ def imported():
     result.cleanup()
 
 
+@pytest.fixture(scope="module")
+def sharded(imported):
+    """The same base backup and WAL imported into a tenant of 2 shards: each
+    shard takes its share of every record (argonctl --shard N/2)."""
+    result, _, _ = imported
+    datadir = os.path.join(result.work_dir, "argon-2shards")
+    for n in range(2):
+        opts = ai.STORE_OPTIONS + ["--shard", "%d/2" % n]
+        ai.argonctl(datadir, *opts, "import", "base", result.backup_dir)
+        ai.argonctl(datadir, *opts, "import", "wal", "--no-progress", result.wal_dir)
+    return datadir
+
+
 def server(datadir, **config):
     # The production default arena (the harness's is 16 MiB): a page stream takes
     # ~600 KiB of it (32 requests in flight and a send buffer for the largest answer).
@@ -147,6 +160,61 @@ def test_whole_cluster_over_the_wire(imported):
     c = ai.compare(result, wire_dir)
     print(c.summary())
     assert c.rc == 0 and c.mismatches == 0 and c.blocks >= blocks * 0.9, c.tail()
+
+
+def test_two_shards_on_two_cores(imported, sharded):
+    """A tenant of 2 shards: through tenant-only connections on both cores
+    (each GetPage routed by key to the shard's core) every page equals the
+    unsharded export's; through shard-named connections each shard answers
+    its own keys and refuses the other's."""
+    result, _, export_dir = imported
+    lsn = wl.lsn_int(result.end_lsn)
+    exported = relation_files(export_dir)
+    tenants = os.listdir(os.path.join(sharded, "tenants"))
+    assert sorted(tenants) == [TENANT + "-0002", TENANT + "-0102"], tenants
+    per_shard = [0, 0]
+    for rel, paths in exported.items():
+        for b in range(len(file_pages(paths))):
+            per_shard[ps.shard_of(2, rel, b)] += 1
+    assert min(per_shard) > 1000, per_shard
+    with server(sharded) as srv:
+        conns = ps.on_each_core(srv.pg_port)
+        for i, c in enumerate(conns):
+            c.pagestream(3 if i == 0 else 2, TENANT, TIMELINE)
+        rels = sorted(exported)
+        wire = {}
+        for i, c in enumerate(conns):
+            part = rels[i::len(conns)]
+            wire.update(read_all(c, {r: exported[r] for r in part}, lsn, c.version))
+        for rel, pages in wire.items():
+            assert pages == file_pages(exported[rel]), "%s differs from the export" % (rel,)
+        # Shard-named connections: each shard's own blocks, on both cores.
+        named = []
+        for shard in range(2):
+            for c in ps.on_each_core(srv.pg_port):
+                c.pagestream(3, "%s-%02x02" % (TENANT, shard), TIMELINE)
+                named.append((shard, c))
+        checked = 0
+        for rel in rels[::7]:
+            pages = file_pages(exported[rel])
+            for shard, c in named:
+                mine = [b for b in range(len(pages)) if ps.shard_of(2, rel, b) == shard]
+                got = c.pipeline([ps.request(3, ps.GETPAGE, lsn, rel=rel, blkno=b)
+                                  for b in mine])
+                assert [g["value"] for g in got] == [pages[b] for b in mine], rel
+                checked += len(mine)
+                other = [b for b in range(len(pages)) if ps.shard_of(2, rel, b) != shard]
+                if other:
+                    r = c.call(ps.request(3, ps.GETPAGE, lsn, rel=rel, blkno=other[0]))
+                    assert "belongs to shard %d" % (1 - shard) in r["error"], r
+        assert checked > 500
+        c = named[0][1]
+        with pytest.raises(ps.PgError, match="has 2 shards; shard 02 of 02"):
+            ps.Conn(srv.pg_port).pagestream(3, TENANT + "-0202", TIMELINE)
+        with pytest.raises(ps.PgError, match="has 2 shards"):
+            ps.Conn(srv.pg_port).pagestream(3, TENANT + "-0001", TIMELINE)
+    print("2 shards: %d + %d blocks, %d relation forks over tenant-only connections, "
+          "%d blocks over shard-named ones" % (per_shard[0], per_shard[1], len(wire), checked))
 
 
 def test_cache_on_and_off_identical(imported):

@@ -220,3 +220,23 @@ def on_each_core(port, cores=2, tries=64):
         c.close()
     assert len(found) == cores, "connections landed only on cores %s" % sorted(found)
     return [found[k] for k in sorted(found)]
+
+
+def _fmix32(h):
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h
+
+
+def shard_of(count, rel, blkno, stripe=2048):
+    """Neon's key -> shard for a relation block (reference section 10):
+    hash_combine(murmur32(relnode), murmur32(blkno / stripe)) % count, shard 0
+    when unsharded or for the init fork."""
+    if count < 2 or rel[3] == FORKS["init"]:
+        return 0
+    a, b = _fmix32(rel[2]), _fmix32(blkno // stripe)
+    combined = a ^ ((b + 0x9E3779B9 + ((a << 6) & 0xFFFFFFFF) + (a >> 2)) & 0xFFFFFFFF)
+    return combined % count
