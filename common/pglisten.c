@@ -44,6 +44,7 @@
 #include <netinet/tcp.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -61,6 +62,7 @@ struct pg_stream {
 struct ar_pgconn {
 	struct ar_io recv_io;
 	struct ar_io send_io;
+	struct ar_io cancel_io;
 	struct ar_pglisten *listen;
 	struct ar_pgconn *next_free;
 	int fd;
@@ -71,6 +73,9 @@ struct ar_pgconn {
 	bool close_after; /* close once every answer is sent (CopyDone, Terminate, fatal) */
 	bool stalled;     /* the service's window is full */
 	bool in_process;  /* guards against re-entry from the service */
+	bool migrating;   /* being handed to core handoff_to: nothing new is read */
+	bool cancel_busy; /* the receive's cancellation is in flight */
+	int handoff_to;
 	size_t recv_len;
 	size_t send_len;
 	size_t send_off;
@@ -99,6 +104,18 @@ struct ar_pglisten {
 	_Atomic uint64_t refused;
 	_Atomic uint64_t queries;
 	_Atomic uint64_t streams;
+	_Atomic uint64_t handoffs;
+	_Atomic uint64_t adopted;
+};
+
+/* A stream on its way to another core: everything its connection was. */
+struct pg_handoff {
+	struct ar_pglisten *to;
+	int fd;
+	struct pgw_session session;
+	size_t recv_len;
+	uint8_t recv_buf[AR_PG_RECV_BUFFER_BYTES];
+	_Alignas(64) uint8_t state[]; /* ops.state_bytes */
 };
 
 static void pglisten_accept_arm(struct ar_pglisten *l);
@@ -154,7 +171,7 @@ static void pglisten_try_free(struct ar_pgconn *c)
 {
 	struct ar_pglisten *l = c->listen;
 
-	if (c->recv_busy || c->send_busy)
+	if (c->recv_busy || c->send_busy || c->cancel_busy)
 		return;
 	if (l->ops.state_bytes && !l->ops.close(l->ops.svc, c->state))
 		return; /* answers in flight on other cores come back first */
@@ -228,7 +245,7 @@ static void pglisten_accept_done(struct ar_core *core, struct ar_io *io, int res
 	c->listen = l;
 	c->fd = fd;
 	c->recv_busy = c->send_busy = c->closing = c->close_after = false;
-	c->stalled = c->in_process = false;
+	c->stalled = c->in_process = c->migrating = c->cancel_busy = false;
 	c->recv_len = c->send_len = c->send_off = 0;
 	c->send_buf = c->small_send;
 	c->send_cap = sizeof(c->small_send);
@@ -279,6 +296,10 @@ static void pglisten_recv_done(struct ar_core *core, struct ar_io *io, int resul
 	(void)core;
 
 	c->recv_busy = false;
+	if (c->migrating && result == -ECANCELED && !c->closing) {
+		pglisten_process(c);
+		return;
+	}
 	if (result <= 0 || c->closing) {
 		pglisten_conn_close(c);
 		return;
@@ -355,12 +376,103 @@ static void pglisten_stream_input(struct ar_pgconn *c)
 	c->recv_len -= consumed;
 }
 
+static void pglisten_cancel_done(struct ar_core *core, struct ar_io *io, int result)
+{
+	struct ar_pgconn *c =
+	    (struct ar_pgconn *)((char *)io - offsetof(struct ar_pgconn, cancel_io));
+	(void)core;
+	(void)result; /* -ENOENT/-EALREADY: the receive finished first; it completes anyway */
+	c->cancel_busy = false;
+	pglisten_process(c);
+}
+
+/* On the new core: the connection continues here (or is refused if full). */
+static void pglisten_adopt(struct ar_core *core, struct ar_msg *msg)
+{
+	struct pg_handoff *h = msg->ptr;
+	struct ar_pglisten *l = h->to;
+	(void)core;
+	struct ar_pgconn *c = l->stopping ? NULL : pglisten_conn_get(l);
+	if (!c) {
+		atomic_fetch_add_explicit(&l->refused, 1, memory_order_relaxed);
+		pglisten_refuse(h->fd);
+		free(h);
+		return;
+	}
+	c->listen = l;
+	c->fd = h->fd;
+	c->recv_busy = c->send_busy = c->closing = c->close_after = false;
+	c->stalled = c->in_process = c->migrating = c->cancel_busy = false;
+	c->send_len = c->send_off = 0;
+	c->send_buf = c->small_send;
+	c->send_cap = sizeof(c->small_send);
+	c->stream = NULL;
+	c->fatal[0] = '\0';
+	c->session = h->session;
+	c->session.query_ctx = c;
+	c->recv_len = h->recv_len;
+	memcpy(c->recv_buf, h->recv_buf, h->recv_len);
+	memcpy(c->state, h->state, l->ops.state_bytes);
+	free(h);
+	l->ops.adopt(l->ops.svc, c->state, c);
+	l->conns[c->slot] = c;
+	atomic_fetch_add_explicit(&l->adopted, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&l->active, 1, memory_order_relaxed);
+	pglisten_process(c);
+}
+
+/* Hand the connection over once everything before is sent and no receive is in
+ * flight; true when it left (the slot is free), false while it waits. */
+static bool pglisten_migrate(struct ar_pgconn *c)
+{
+	struct ar_pglisten *l = c->listen;
+	if (c->send_busy || c->send_len > c->send_off || c->cancel_busy)
+		return false;
+	if (c->recv_busy) {
+		c->cancel_busy = true;
+		c->cancel_io.done = pglisten_cancel_done;
+		struct io_uring_sqe *sqe = ar_core_sqe(l->core, &c->cancel_io);
+		AR_ASSERT(sqe != NULL);
+		io_uring_prep_cancel(sqe, &c->recv_io, 0);
+		return false;
+	}
+	struct pg_handoff *h = malloc(sizeof(*h) + l->ops.state_bytes);
+	struct ar_pglisten *to =
+	    atomic_load_explicit(&l->ops.peers[c->handoff_to], memory_order_acquire);
+	if (h) {
+		h->to = to;
+		h->fd = c->fd;
+		h->session = c->session;
+		h->recv_len = c->recv_len;
+		memcpy(h->recv_buf, c->recv_buf, c->recv_len);
+		memcpy(h->state, c->state, l->ops.state_bytes);
+		struct ar_msg m = { .fn = pglisten_adopt, .ptr = h };
+		if (ar_core_send(l->core, (uint32_t)c->handoff_to, &m) == 0) {
+			/* Gone: the slot is free, the socket is the other core's now. */
+			l->conns[c->slot] = NULL;
+			c->fd = -1;
+			c->next_free = l->free_list;
+			l->free_list = c;
+			atomic_fetch_sub_explicit(&l->active, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&l->handoffs, 1, memory_order_relaxed);
+			return true;
+		}
+		free(h);
+	}
+	c->migrating = false; /* the ring is full: serve it here, requests travel */
+	return false;
+}
+
 static void pglisten_process(struct ar_pgconn *c)
 {
 	struct ar_pglisten *l = c->listen;
 
 	if (c->in_process)
 		return;
+	if (c->migrating && !c->closing) {
+		if (pglisten_migrate(c) || c->migrating)
+			return;
+	}
 	if (c->closing) {
 		pglisten_try_free(c);
 		return;
@@ -384,7 +496,19 @@ static void pglisten_process(struct ar_pgconn *c)
 		if (c->session.state == PGW_STATE_CLOSED)
 			c->close_after = true;
 	}
-	if (c->session.state == PGW_STATE_COPYBOTH && !c->close_after) {
+	if (c->session.state == PGW_STATE_COPYBOTH && !c->close_after && !c->stream &&
+	    l->ops.handoff && l->ops.peers) {
+		int to = l->ops.handoff(l->ops.svc, c->state);
+		if (to >= 0 && (uint32_t)to != ar_core_info(l->core)->index &&
+		    atomic_load_explicit(&l->ops.peers[to], memory_order_acquire)) {
+			c->migrating = true;
+			c->handoff_to = to;
+		}
+	}
+	if (c->migrating) {
+		/* Nothing more is read here; what was answered (CopyBothResponse) is sent,
+		 * then the connection moves. */
+	} else if (c->session.state == PGW_STATE_COPYBOTH && !c->close_after) {
 		if (pglisten_stream_start(c)) {
 			pglisten_stream_input(c);
 			out = (struct pgw_out){ .data = c->send_buf + c->send_len,
@@ -417,6 +541,13 @@ static void pglisten_process(struct ar_pgconn *c)
 				   MSG_NOSIGNAL);
 	}
 	c->in_process = false;
+	if (c->migrating) {
+		pglisten_migrate(c);
+		if (c->migrating)
+			return; /* waits for its send or the receive's cancellation */
+	}
+	if (c->fd < 0)
+		return; /* handed over */
 	if (c->close_after && !pending && !c->send_busy) {
 		pglisten_conn_close(c);
 		return;
@@ -459,6 +590,10 @@ int ar_pglisten_start(struct ar_core *core, int listen_fd, const struct ar_pgser
 	l->ops = *ops;
 	if (l->ops.stream_send_bytes < AR_PG_SEND_BUFFER_BYTES)
 		l->ops.stream_send_bytes = AR_PG_SEND_BUFFER_BYTES;
+	AR_ASSERT(!l->ops.handoff || (l->ops.adopt && l->ops.state_bytes));
+	if (l->ops.peers)
+		atomic_store_explicit(&l->ops.peers[ar_core_info(core)->index], l,
+				      memory_order_release);
 	pglisten_accept_arm(l);
 	*listen_out = l;
 	return 0;
@@ -487,4 +622,6 @@ void ar_pglisten_stats_read(const struct ar_pglisten *l, struct ar_pglisten_stat
 	out->connections_refused = atomic_load_explicit(&m->refused, memory_order_relaxed);
 	out->queries = atomic_load_explicit(&m->queries, memory_order_relaxed);
 	out->streams = atomic_load_explicit(&m->streams, memory_order_relaxed);
+	out->handoffs = atomic_load_explicit(&m->handoffs, memory_order_relaxed);
+	out->adopted = atomic_load_explicit(&m->adopted, memory_order_relaxed);
 }

@@ -21,7 +21,9 @@ struct ar_pglisten_stats {
 	uint64_t connections_active;
 	uint64_t connections_refused; /* over AR_PG_CONNECTIONS_PER_CORE_MAX */
 	uint64_t queries;
-	uint64_t streams; /* connections switched to CopyBoth */
+	uint64_t streams;  /* connections switched to CopyBoth */
+	uint64_t handoffs; /* streams handed to another core */
+	uint64_t adopted;  /* streams taken over from another core */
 };
 
 struct ar_pgconn; /* one connection, on its core */
@@ -48,6 +50,14 @@ struct ar_pgservice_ops {
 	bool (*close)(void *svc, void *state);
 	/* Bytes of send buffer a stream needs: its largest answer fits. */
 	size_t stream_send_bytes;
+	/* Optional hand-off of a stream to another core, right after it switched to
+	 * CopyBoth (nothing of it in flight yet): handoff returns the core that should
+	 * serve the connection from now on, or -1 to keep it.  That core's listener
+	 * (peers[core], each listener enters itself) takes the socket, the session,
+	 * the unread input and a copy of state, and calls adopt there first. */
+	int (*handoff)(void *svc, void *state);
+	void (*adopt)(void *svc, void *state, struct ar_pgconn *conn);
+	_Atomic(struct ar_pglisten *) *peers; /* AR_CORES_MAX entries, shared by the listeners */
 	void *svc;
 	/* Non-NULL: every connection must give this password (trust otherwise). */
 	const char *password;

@@ -89,13 +89,15 @@ static json_t *http_status_json(const struct ar_server *s)
 		ar_pglisten_stats_read(s->pglisten[i], &st);
 		json_array_append_new(
 		    cores,
-		    json_pack("{s:I, s:i, s:i, s:b, s:I, s:I, s:I, s:I}", "index",
+		    json_pack("{s:I, s:i, s:i, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "index",
 			      (json_int_t)info->index, "cpu", info->cpu, "numa_node",
 			      info->numa_node, "io_uring_single_issuer", info->uring_single_issuer,
 			      "connections_accepted", (json_int_t)st.connections_accepted,
 			      "connections_active", (json_int_t)st.connections_active,
 			      "connections_refused", (json_int_t)st.connections_refused, "queries",
-			      (json_int_t)st.queries));
+			      (json_int_t)st.queries, "page_streams", (json_int_t)st.streams,
+			      "streams_handed_off", (json_int_t)st.handoffs, "streams_adopted",
+			      (json_int_t)st.adopted));
 	}
 	double uptime_s = (double)(ar_core_now_ns() - s->started_ns) / 1e9;
 	json_t *timelines = json_array();

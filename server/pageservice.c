@@ -12,7 +12,9 @@
  * A tenant has one shard (tenants/<tenant>) or CC (tenants/<tenant>-<NN><CC>,
  * store.h).  GetPage goes to the shard owning its key (Neon's hash, engine/key.h),
  * every other request to shard 0.  A connection naming `<tenant>-<NNCC>` is that
- * shard's: its GetPages must be for that shard's keys.  A live tenant's requests
+ * shard's: its GetPages must be for that shard's keys, and right after the command
+ * it is handed once to the shard's core (pglisten's hand-off), which then answers
+ * everything on the thread that reads the socket.  A live tenant's requests
  * run on its ingest thread (live_submit), which owns its store.
  *
  * Entry states (the per-connection window of PS_WINDOW requests, a ring):
@@ -796,6 +798,24 @@ static bool ps_drain(void *svc, void *state, struct pgw_out *out)
 	return c->count > 0;
 }
 
+/* A shard-named stream is served entirely by its shard's core: hand it there. */
+static int ps_handoff(void *svc, void *state)
+{
+	struct ps_core *pc = svc;
+	struct ps_conn *c = state;
+	if (c->named_shard < 0 || c->live)
+		return -1;
+	return (int)shard_core(pc->server, &c->tenant, (uint32_t)c->named_shard);
+}
+
+static void ps_adopt(void *svc, void *state, struct ar_pgconn *conn)
+{
+	struct ps_conn *c = state;
+	c->home = svc;
+	c->pgconn = conn;
+	AR_ASSERT(c->count == 0 && c->busy == 0);
+}
+
 static bool ps_close(void *svc, void *state)
 {
 	struct ps_conn *c = state;
@@ -837,6 +857,9 @@ int ar_pageservice_core_start(struct ar_server *s, struct ar_core *core)
 		.drain = ps_drain,
 		.close = ps_close,
 		.stream_send_bytes = PS_RESPONSE_BYTES_MAX + 4096,
+		.handoff = ps_handoff,
+		.adopt = ps_adopt,
+		.peers = s->pglisten_peers,
 		.svc = pc,
 		.password = s->config.pg_password[0] ? s->config.pg_password : NULL,
 	};

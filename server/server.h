@@ -39,6 +39,8 @@ struct ar_server {
 	uint64_t started_ns;
 	struct ar_server_core cores[AR_CORES_MAX];
 	struct ar_pglisten *pglisten[AR_CORES_MAX]; /* written by each core's start hook */
+	/* The same, for the listeners themselves (hand-offs between cores). */
+	_Atomic(struct ar_pglisten *) pglisten_peers[AR_CORES_MAX];
 	struct http_api *http;
 	struct ar_live_set *live; /* server/live.c */
 };

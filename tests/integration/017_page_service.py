@@ -22,12 +22,14 @@ hand from the reference layouts.
   then answers correctly.
 """
 
+import json
 import os
 import random
 import shutil
 import socket
 import struct
 import time
+import urllib.request
 
 import pytest
 
@@ -208,7 +210,11 @@ def test_two_shards_on_two_cores(imported, sharded):
                     r = c.call(ps.request(3, ps.GETPAGE, lsn, rel=rel, blkno=other[0]))
                     assert "belongs to shard %d" % (1 - shard) in r["error"], r
         assert checked > 500
-        c = named[0][1]
+        # The two named connections accepted on the other core were handed over.
+        with urllib.request.urlopen(srv.api_url + "/v1/status") as f:
+            cores = json.load(f)["cores"]
+        handed = sum(k["streams_handed_off"] for k in cores)
+        assert handed == 2 and sum(k["streams_adopted"] for k in cores) == 2, cores
         with pytest.raises(ps.PgError, match="has 2 shards; shard 02 of 02"):
             ps.Conn(srv.pg_port).pagestream(3, TENANT + "-0202", TIMELINE)
         with pytest.raises(ps.PgError, match="has 2 shards"):
