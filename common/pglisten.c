@@ -463,16 +463,92 @@ static bool pglisten_migrate(struct ar_pgconn *c)
 	return false;
 }
 
-static void pglisten_process(struct ar_pgconn *c)
+/* Where the next answer goes: after what is buffered to send. */
+static struct pgw_out pglisten_out(struct ar_pgconn *c)
+{
+	return (struct pgw_out){ .data = c->send_buf + c->send_len,
+				 .cap = c->send_cap - c->send_len };
+}
+
+/* Startup, authentication and simple queries: the session's part. */
+static void pglisten_session_input(struct ar_pgconn *c)
+{
+	struct pgw_out out = pglisten_out(c);
+	size_t consumed = pgw_session_feed(&c->session, c->recv_buf, c->recv_len, &out);
+	AR_ASSERT(consumed <= c->recv_len);
+	AR_ASSERT(!out.overflow); /* the session keeps PGW_SESSION_OUT_RESERVE free */
+	memmove(c->recv_buf, c->recv_buf + consumed, c->recv_len - consumed);
+	c->recv_len -= consumed;
+	c->send_len += out.len;
+	if (c->session.state == PGW_STATE_CLOSED)
+		c->close_after = true;
+}
+
+/* Right after the switch to CopyBoth: does the service want the stream elsewhere? */
+static void pglisten_want_handoff(struct ar_pgconn *c)
 {
 	struct ar_pglisten *l = c->listen;
+	if (c->session.state != PGW_STATE_COPYBOTH || c->close_after || c->stream ||
+	    !l->ops.handoff || !l->ops.peers)
+		return;
+	int to = l->ops.handoff(l->ops.svc, c->state);
+	if (to >= 0 && (uint32_t)to != ar_core_info(l->core)->index &&
+	    atomic_load_explicit(&l->ops.peers[to], memory_order_acquire)) {
+		c->migrating = true; /* nothing more is read here; what is buffered is sent */
+		c->handoff_to = to;
+	}
+}
 
+/* A stream's input offered to the service, its answers drained; true while answers
+ * are still being worked on. */
+static bool pglisten_stream_io(struct ar_pgconn *c)
+{
+	struct ar_pglisten *l = c->listen;
+	if (!c->close_after) {
+		if (!pglisten_stream_start(c)) {
+			if (c->fatal[0])
+				c->close_after = true;
+			return false;
+		}
+		pglisten_stream_input(c);
+	}
+	struct pgw_out out = pglisten_out(c);
+	bool pending = l->ops.drain(l->ops.svc, c->state, &out);
+	c->send_len += out.len;
+	return pending;
+}
+
+/* Send what is buffered, and receive while there is room and input is wanted. */
+static void pglisten_arm(struct ar_pgconn *c, bool recv)
+{
+	struct ar_pglisten *l = c->listen;
+	if (!c->send_busy && c->send_len > c->send_off) {
+		c->send_busy = true;
+		c->send_io.done = pglisten_send_done;
+		struct io_uring_sqe *sqe = ar_core_sqe(l->core, &c->send_io);
+		AR_ASSERT(sqe != NULL);
+		io_uring_prep_send(sqe, c->fd, c->send_buf + c->send_off, c->send_len - c->send_off,
+				   MSG_NOSIGNAL);
+	}
+	/* A whole message always fits the buffer (AR_PG_MESSAGE_BYTES_MAX <= its size),
+	 * so a full buffer with no complete message cannot happen: the decoder refuses
+	 * first.  While stalled, the buffer may fill with requests waiting their turn. */
+	if (recv && !c->close_after && !c->recv_busy && c->recv_len < sizeof(c->recv_buf)) {
+		c->recv_busy = true;
+		c->recv_io.done = pglisten_recv_done;
+		struct io_uring_sqe *sqe = ar_core_sqe(l->core, &c->recv_io);
+		AR_ASSERT(sqe != NULL);
+		io_uring_prep_recv(sqe, c->fd, c->recv_buf + c->recv_len,
+				   sizeof(c->recv_buf) - c->recv_len, 0);
+	}
+}
+
+static void pglisten_process(struct ar_pgconn *c)
+{
 	if (c->in_process)
 		return;
-	if (c->migrating && !c->closing) {
-		if (pglisten_migrate(c) || c->migrating)
-			return;
-	}
+	if (c->migrating && !c->closing && (pglisten_migrate(c) || c->migrating))
+		return;
 	if (c->closing) {
 		pglisten_try_free(c);
 		return;
@@ -483,86 +559,28 @@ static void pglisten_process(struct ar_pgconn *c)
 		c->send_len -= c->send_off;
 		c->send_off = 0;
 	}
-	struct pgw_out out = { .data = c->send_buf + c->send_len,
-			       .cap = c->send_cap - c->send_len };
 	bool pending = false;
-	if (c->session.state != PGW_STATE_COPYBOTH) {
-		size_t consumed = pgw_session_feed(&c->session, c->recv_buf, c->recv_len, &out);
-		AR_ASSERT(consumed <= c->recv_len);
-		AR_ASSERT(!out.overflow); /* the session keeps PGW_SESSION_OUT_RESERVE free */
-		memmove(c->recv_buf, c->recv_buf + consumed, c->recv_len - consumed);
-		c->recv_len -= consumed;
-		c->send_len += out.len;
-		if (c->session.state == PGW_STATE_CLOSED)
-			c->close_after = true;
-	}
-	if (c->session.state == PGW_STATE_COPYBOTH && !c->close_after && !c->stream &&
-	    l->ops.handoff && l->ops.peers) {
-		int to = l->ops.handoff(l->ops.svc, c->state);
-		if (to >= 0 && (uint32_t)to != ar_core_info(l->core)->index &&
-		    atomic_load_explicit(&l->ops.peers[to], memory_order_acquire)) {
-			c->migrating = true;
-			c->handoff_to = to;
-		}
-	}
-	if (c->migrating) {
-		/* Nothing more is read here; what was answered (CopyBothResponse) is sent,
-		 * then the connection moves. */
-	} else if (c->session.state == PGW_STATE_COPYBOTH && !c->close_after) {
-		if (pglisten_stream_start(c)) {
-			pglisten_stream_input(c);
-			out = (struct pgw_out){ .data = c->send_buf + c->send_len,
-						.cap = c->send_cap - c->send_len };
-			pending = l->ops.drain(l->ops.svc, c->state, &out);
-			c->send_len += out.len;
-		} else if (c->fatal[0]) {
-			c->close_after = true;
-		}
-	} else if (c->session.state == PGW_STATE_COPYBOTH) {
-		out = (struct pgw_out){ .data = c->send_buf + c->send_len,
-					.cap = c->send_cap - c->send_len };
-		pending = l->ops.drain(l->ops.svc, c->state, &out);
-		c->send_len += out.len;
-	}
+	if (c->session.state != PGW_STATE_COPYBOTH)
+		pglisten_session_input(c);
+	pglisten_want_handoff(c);
+	if (!c->migrating && c->session.state == PGW_STATE_COPYBOTH)
+		pending = pglisten_stream_io(c);
 	/* A fatal error goes after every answer before it. */
 	if (c->close_after && !pending && c->fatal[0]) {
-		out = (struct pgw_out){ .data = c->send_buf + c->send_len,
-					.cap = c->send_cap - c->send_len };
+		struct pgw_out out = pglisten_out(c);
 		pgw_put_error(&out, "FATAL", "08P01", c->fatal, NULL);
 		c->send_len += out.len;
 		c->fatal[0] = '\0';
 	}
-	if (!c->send_busy && c->send_len > c->send_off) {
-		c->send_busy = true;
-		c->send_io.done = pglisten_send_done;
-		struct io_uring_sqe *sqe = ar_core_sqe(l->core, &c->send_io);
-		AR_ASSERT(sqe != NULL);
-		io_uring_prep_send(sqe, c->fd, c->send_buf + c->send_off, c->send_len - c->send_off,
-				   MSG_NOSIGNAL);
-	}
+	pglisten_arm(c, false);
 	c->in_process = false;
-	if (c->migrating) {
-		pglisten_migrate(c);
-		if (c->migrating)
-			return; /* waits for its send or the receive's cancellation */
-	}
-	if (c->fd < 0)
-		return; /* handed over */
+	if (c->migrating && (pglisten_migrate(c) || c->migrating))
+		return; /* handed over, or waits for its send or the receive's cancellation */
 	if (c->close_after && !pending && !c->send_busy) {
 		pglisten_conn_close(c);
 		return;
 	}
-	/* A whole message always fits the buffer (AR_PG_MESSAGE_BYTES_MAX <= its size),
-	 * so a full buffer with no complete message cannot happen: the decoder refuses
-	 * first.  While stalled, the buffer may fill with requests waiting their turn. */
-	if (!c->close_after && !c->recv_busy && c->recv_len < sizeof(c->recv_buf)) {
-		c->recv_busy = true;
-		c->recv_io.done = pglisten_recv_done;
-		struct io_uring_sqe *sqe = ar_core_sqe(l->core, &c->recv_io);
-		AR_ASSERT(sqe != NULL);
-		io_uring_prep_recv(sqe, c->fd, c->recv_buf + c->recv_len,
-				   sizeof(c->recv_buf) - c->recv_len, 0);
-	}
+	pglisten_arm(c, true);
 }
 
 void ar_pgconn_wake(struct ar_pgconn *conn)
