@@ -25,7 +25,9 @@
  *     told "too many clients" and closed.
  *  3. Pipelined requests wait in the receive buffer and are answered in order.
  *  4. Bytes between send_off and send_len are never moved while a send is in
- *     flight; new answers are appended after send_len.
+ *     flight; new answers are appended after send_len.  Likewise unread input
+ *     (recv_off to recv_len) moves to the front only while no receive is in
+ *     flight, since a pending receive writes where it was armed.
  *  5. A stream's buffers (service state, large send buffer) are taken when the
  *     connection switches to CopyBoth and recycled with it.
  * Depends on: runtime (ring, arena), pgwire (session), limits.
@@ -76,6 +78,7 @@ struct ar_pgconn {
 	bool migrating;   /* being handed to core handoff_to: nothing new is read */
 	bool cancel_busy; /* the receive's cancellation is in flight */
 	int handoff_to;
+	size_t recv_off; /* unread input is recv_buf[recv_off, recv_len) */
 	size_t recv_len;
 	size_t send_len;
 	size_t send_off;
@@ -246,7 +249,7 @@ static void pglisten_accept_done(struct ar_core *core, struct ar_io *io, int res
 	c->fd = fd;
 	c->recv_busy = c->send_busy = c->closing = c->close_after = false;
 	c->stalled = c->in_process = c->migrating = c->cancel_busy = false;
-	c->recv_len = c->send_len = c->send_off = 0;
+	c->recv_off = c->recv_len = c->send_len = c->send_off = 0;
 	c->send_buf = c->small_send;
 	c->send_cap = sizeof(c->small_send);
 	c->stream = NULL;
@@ -338,7 +341,7 @@ static bool pglisten_stream_start(struct ar_pgconn *c)
 static void pglisten_stream_input(struct ar_pgconn *c)
 {
 	struct ar_pglisten *l = c->listen;
-	size_t consumed = 0;
+	size_t consumed = c->recv_off;
 
 	c->stalled = false;
 	while (!c->close_after && consumed < c->recv_len) {
@@ -372,8 +375,7 @@ static void pglisten_stream_input(struct ar_pgconn *c)
 		}
 		consumed += (size_t)n;
 	}
-	memmove(c->recv_buf, c->recv_buf + consumed, c->recv_len - consumed);
-	c->recv_len -= consumed;
+	c->recv_off = consumed;
 }
 
 static void pglisten_cancel_done(struct ar_core *core, struct ar_io *io, int result)
@@ -410,6 +412,7 @@ static void pglisten_adopt(struct ar_core *core, struct ar_msg *msg)
 	c->fatal[0] = '\0';
 	c->session = h->session;
 	c->session.query_ctx = c;
+	c->recv_off = 0;
 	c->recv_len = h->recv_len;
 	memcpy(c->recv_buf, h->recv_buf, h->recv_len);
 	memcpy(c->state, h->state, l->ops.state_bytes);
@@ -443,8 +446,8 @@ static bool pglisten_migrate(struct ar_pgconn *c)
 		h->to = to;
 		h->fd = c->fd;
 		h->session = c->session;
-		h->recv_len = c->recv_len;
-		memcpy(h->recv_buf, c->recv_buf, c->recv_len);
+		h->recv_len = c->recv_len - c->recv_off;
+		memcpy(h->recv_buf, c->recv_buf + c->recv_off, h->recv_len);
 		memcpy(h->state, c->state, l->ops.state_bytes);
 		struct ar_msg m = { .fn = pglisten_adopt, .ptr = h };
 		if (ar_core_send(l->core, (uint32_t)c->handoff_to, &m) == 0) {
@@ -474,11 +477,11 @@ static struct pgw_out pglisten_out(struct ar_pgconn *c)
 static void pglisten_session_input(struct ar_pgconn *c)
 {
 	struct pgw_out out = pglisten_out(c);
-	size_t consumed = pgw_session_feed(&c->session, c->recv_buf, c->recv_len, &out);
-	AR_ASSERT(consumed <= c->recv_len);
+	size_t unread = c->recv_len - c->recv_off;
+	size_t consumed = pgw_session_feed(&c->session, c->recv_buf + c->recv_off, unread, &out);
+	AR_ASSERT(consumed <= unread);
 	AR_ASSERT(!out.overflow); /* the session keeps PGW_SESSION_OUT_RESERVE free */
-	memmove(c->recv_buf, c->recv_buf + consumed, c->recv_len - consumed);
-	c->recv_len -= consumed;
+	c->recv_off += consumed;
 	c->send_len += out.len;
 	if (c->session.state == PGW_STATE_CLOSED)
 		c->close_after = true;
@@ -533,6 +536,13 @@ static void pglisten_arm(struct ar_pgconn *c, bool recv)
 	/* A whole message always fits the buffer (AR_PG_MESSAGE_BYTES_MAX <= its size),
 	 * so a full buffer with no complete message cannot happen: the decoder refuses
 	 * first.  While stalled, the buffer may fill with requests waiting their turn. */
+	/* Unread input moves to the front only while no receive is in flight: a
+	 * pending receive writes where it was armed. */
+	if (!c->recv_busy && c->recv_off > 0) {
+		memmove(c->recv_buf, c->recv_buf + c->recv_off, c->recv_len - c->recv_off);
+		c->recv_len -= c->recv_off;
+		c->recv_off = 0;
+	}
 	if (recv && !c->close_after && !c->recv_busy && c->recv_len < sizeof(c->recv_buf)) {
 		c->recv_busy = true;
 		c->recv_io.done = pglisten_recv_done;

@@ -241,6 +241,29 @@ def test_cache_on_and_off_identical(imported):
     assert seen[0] == seen[1] == seen[2]
 
 
+def test_pipeline_deeper_than_the_window(imported):
+    """A client with more requests in flight than the server's window (32):
+    the rest wait in the socket and every answer still matches its request,
+    in order, on both cores, v2 and v3."""
+    result, datadir, export_dir = imported
+    lsn = wl.lsn_int(result.end_lsn)
+    rels = relation_files(export_dir)
+    big = sorted(rels, key=lambda r: -len(file_pages(rels[r])))[:3]
+    with server(datadir) as srv:
+        for i, c in enumerate(ps.on_each_core(srv.pg_port)):
+            c.pagestream(3 if i == 0 else 2, TENANT, TIMELINE)
+            for depth in (33, 64, 200):
+                reqs, want = [], []
+                for rel in big:
+                    pages = file_pages(rels[rel])
+                    for b in range(len(pages)):
+                        reqs.append(ps.request(c.version, ps.GETPAGE, lsn, reqid=len(reqs),
+                                               rel=rel, blkno=b))
+                        want.append(pages[b])
+                got = c.pipeline(reqs, depth=depth)
+                assert [g.get("value") for g in got] == want, "depth %d" % depth
+
+
 def test_exists_dbsize_slru(imported):
     result, datadir, _ = imported
     lsn = wl.lsn_int(result.end_lsn)

@@ -72,7 +72,8 @@ def parse(version, req, payload):
     if version == 3:
         echo_len = 24 if tag == R_ERROR else len(req) - 1
         assert payload[1:1 + echo_len] == req[1:1 + echo_len], \
-            "v3 response does not echo its request"
+            "v3 response does not echo its request: reqid %d answered for %d" % (
+                struct.unpack(">Q", payload[1:9])[0], struct.unpack(">Q", req[1:9])[0])
         p += echo_len
     rest = payload[p:]
     if tag == R_ERROR:
