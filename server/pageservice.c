@@ -12,8 +12,9 @@
  * A tenant has one shard (tenants/<tenant>) or CC (tenants/<tenant>-<NN><CC>,
  * store.h).  GetPage goes to the shard owning its key (Neon's hash, engine/key.h),
  * every other request to shard 0.  A connection naming `<tenant>-<NNCC>` is that
- * shard's: its GetPages must be for that shard's keys, and right after the command
- * it is handed once to the shard's core (pglisten's hand-off), which then answers
+ * shard's: its GetPages must be for that shard's keys.  A stream whose requests all
+ * go to one shard (shard-named, or any of an unsharded tenant) is handed once to that
+ * shard's core right after the command (pglisten's hand-off), which then answers
  * everything on the thread that reads the socket.  A live tenant's requests
  * run on its ingest thread (live_submit), which owns its store.
  *
@@ -798,14 +799,20 @@ static bool ps_drain(void *svc, void *state, struct pgw_out *out)
 	return c->count > 0;
 }
 
-/* A shard-named stream is served entirely by its shard's core: hand it there. */
+/* A stream whose every request goes to one shard is served entirely by that shard's
+ * core: a shard-named one, and any stream of an unsharded tenant.  A tenant-only
+ * stream of a sharded tenant stays and routes each request by key. */
 static int ps_handoff(void *svc, void *state)
 {
 	struct ps_core *pc = svc;
 	struct ps_conn *c = state;
-	if (c->named_shard < 0 || c->live)
+	if (c->live)
 		return -1;
-	return (int)shard_core(pc->server, &c->tenant, (uint32_t)c->named_shard);
+	if (c->named_shard >= 0)
+		return (int)shard_core(pc->server, &c->tenant, (uint32_t)c->named_shard);
+	if (c->map.shard_count <= 1)
+		return (int)shard_core(pc->server, &c->tenant, 0);
+	return -1;
 }
 
 static void ps_adopt(void *svc, void *state, struct ar_pgconn *conn)
