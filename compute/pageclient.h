@@ -106,8 +106,7 @@ int apc_flush(struct apc_client *cl);
 /* Wait for ticket's answer (at most timeout_ms) and consume the ticket.  0 with
  * *out, or -EREMOTEIO (the server's Error text in err), or a connection error. */
 __attribute__((warn_unused_result)) int apc_wait(struct apc_client *cl, int64_t ticket,
-						 struct apc_result *out,
-						 char err[APC_ERROR_BYTES]);
+						 struct apc_result *out, char err[APC_ERROR_BYTES]);
 /* Give a ticket up: its answer is thrown away when it arrives. */
 void apc_discard(struct apc_client *cl, int64_t ticket);
 /* True once ticket's answer (or failure) is here: apc_wait will not block. */
@@ -117,7 +116,8 @@ int apc_pollfds(const struct apc_client *cl, struct pollfd *fds, uint32_t n);
 /* Without blocking: flush, read what arrived, fail what timed out.  The number of
  * answers received, or -errno of the first shard that broke. */
 int apc_consume(struct apc_client *cl);
-/* Wait up to timeout_ms (-1: until something happens) for a socket, then apc_consume. */
+/* Wait for a socket up to timeout_ms (-1: no limit) but not past the oldest request's
+ * deadline, then apc_consume. */
 int apc_poll(struct apc_client *cl, int timeout_ms);
 
 /* ---- synchronous requests (each needs one free slot of its shard's window;
@@ -150,10 +150,11 @@ __attribute__((warn_unused_result)) int apc_get_slru(struct apc_client *cl, uint
 
 /* Start a GetPage without waiting; a later apc_get_page of the block takes its
  * answer if apc_prefetch_usable() holds.  0 (also when the same request is already
- * pending), -EAGAIN when the shard's window is full (prefetch is advice: nothing
- * happened), or a connection error. */
-int apc_prefetch(struct apc_client *cl, struct ps_rel rel, uint32_t blkno,
-		 uint64_t request_lsn, uint64_t not_modified_since);
+ * pending), -EAGAIN when the shard's window has no room (prefetches take at most
+ * window - 1 slots: one is kept for a read; prefetch is advice: nothing happened),
+ * or a connection error. */
+int apc_prefetch(struct apc_client *cl, struct ps_rel rel, uint32_t blkno, uint64_t request_lsn,
+		 uint64_t not_modified_since);
 /* Neon's reuse rule with the client's knowledge: a prefetched answer (old) serves
  * a read (new) if both LSN pairs are equal, or if neither LSN went backwards
  * (new.request_lsn >= old.request_lsn, new.nms >= old.nms), old.request_lsn is
