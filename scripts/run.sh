@@ -10,6 +10,10 @@
 #   5. a branch at the LSN before the pgbench run, and one page of
 #      pgbench_branches read from Argon at that LSN and at the latest, decoded by
 #      PostgreSQL's heap_page_items: its history.
+#   6. the same over Neon's page-read protocol on Argon's PostgreSQL port
+#      (pagestream_v3, as a compute reads pages): pgbench_branches and all of
+#      pgbench_accounts with argon-pageget (compute/'s client library), then a
+#      3-second argon-pagebench summary.
 #
 #   scripts/run.sh          run until Ctrl-C (primary on port 5499, Argon's API on 9898)
 #   scripts/run.sh --once   show it all, then stop both (exit 0 if all went well)
@@ -134,7 +138,7 @@ decode() {
 	               max((get_byte(t_data, 4) | (get_byte(t_data, 5) << 8) |
 	                    (get_byte(t_data, 6) << 16) | (get_byte(t_data, 7) << 24)))
 	                 filter (where t_ctid = format('(0,%s)', lp)::tid) as newest_bbalance
-	          from heap_page_items(pg_read_binary_file('$1')) where lp_flags = 1"
+	          from heap_page_items(pg_read_binary_file('$1', 0, 8192)) where lp_flags = 1"
 }
 say "pgbench_branches block 0 from Argon at $before (before the run), decoded by heap_page_items"
 decode "$demo/page-before.bin"
@@ -144,6 +148,22 @@ say "the same block on the branch made at $before"
 decode "$demo/page-branch.bin"
 say "select bbalance from pgbench_branches   # on the primary"
 sql -c "select bid, bbalance from pgbench_branches"
+
+ps_port=$(sed -n 's|.*PostgreSQL connections on [^ ]*:\([0-9]*\)$|\1|p' "$log")
+tenant=00000000000000000000000000000001
+accounts=$(sql -tA -c "select pg_relation_filenode('pgbench_accounts')")
+say "argon-pageget: pgbench_branches and pgbench_accounts at $after over pagestream_v3 (port $ps_port)"
+mkdir -p "$demo/wire"
+"$build/compute/argon-pageget" --conn "host=127.0.0.1 port=$ps_port user=argon" \
+	--tenant $tenant --timeline $tenant --lsn "$after" --prefetch --out "$demo/wire" \
+	--rel "$spc/$db/$node/0" --rel "$spc/$db/$accounts/0"
+chmod -R a+rX "$demo/wire"
+say "pgbench_branches block 0 as read over the protocol, decoded by heap_page_items"
+decode "$demo/wire/${spc}_${db}_${node}_0"
+say "argon-pagebench: 3 s of random GetPages of pgbench_accounts, 4 connections x depth 8"
+"$build/perf/argon-pagebench" --port "$ps_port" --tenant $tenant --timeline $tenant \
+	--rel "$spc/$db/$accounts/0" --clients 4 --depth 8 --seconds 3 --lsn "$after" \
+	--server-pid "$pid" --summary
 
 if $once; then
 	kill -TERM $pid

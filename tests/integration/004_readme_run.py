@@ -5,6 +5,7 @@ on the branch, decoded by PostgreSQL's heap_page_items; then both are stopped.
 It runs against the build under test (ARGON_SKIP_SETUP=1; CI runs the setup
 half through the test command itself) on free ports."""
 
+import json
 import os
 import re
 import subprocess
@@ -32,9 +33,14 @@ def test_run_command_streams_into_argon(tmp_dir):
     assert re.search(r"argon\s+\| streaming \| sync", out), out   # pg_stat_replication
     assert '"new_timeline": "00000000000000000000000000000002"' in out, out
     rows = [(int(a), int(b)) for a, b in _ROW.findall(r.stdout)]
-    assert len(rows) == 4, out
-    before, latest, branch, primary = rows
+    assert len(rows) == 5, out
+    before, latest, branch, primary, wire = rows
     assert before == (1, 0), out        # after pgbench -i: one row version, balance 0
     assert branch == before, out        # the branch sees the page as of its LSN
     assert latest[0] > 1 and latest[1] == primary[1], out   # history, and the newest
+    assert wire == latest, out          # the same page over the page-read protocol
+    got = json.loads(re.search(r'^\{"relations": 2.*$', r.stdout, re.M).group(0))
+    assert got["errors"] == 0 and got["blocks"] > 1000, out   # all of pgbench_accounts
+    bench = re.search(r"GetPage/s\s+(\d+) .*, (\d+) pages, (\d+) errors", r.stdout)
+    assert bench and int(bench.group(2)) > 0 and bench.group(3) == "0", out
     assert "shut down cleanly" in out
