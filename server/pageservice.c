@@ -414,25 +414,27 @@ static void exec_slru(struct ps_tl *t, struct ps_entry *e, ar_lsn lsn)
 /* The LSN to read at, or false: the entry failed or waits. */
 static bool effective_lsn(struct ps_tl *t, struct ps_entry *e, uint64_t wait_ms, ar_lsn *out)
 {
-	char a[STORE_LSN_TEXT_BYTES], b[STORE_LSN_TEXT_BYTES], c[STORE_LSN_TEXT_BYTES];
+	/* LSN texts are made only for an error: this runs for every request. */
+	char a[STORE_LSN_TEXT_BYTES], b[STORE_LSN_TEXT_BYTES];
 	const struct ps_request *r = &e->req;
 	ar_lsn last = tl_last_record_lsn(t->tl), cutoff = tl_gc_cutoff(t->tl);
-	store_lsn_text(r->request_lsn, a);
-	store_lsn_text(r->not_modified_since, b);
 	if (r->request_lsn == 0) {
 		fail(e, "invalid request: request LSN must not be 0");
 		return false;
 	}
 	if (r->request_lsn < r->not_modified_since) {
+		store_lsn_text(r->request_lsn, a);
+		store_lsn_text(r->not_modified_since, b);
 		fail(e, "invalid request: request LSN %s is less than not_modified_since %s", a, b);
 		return false;
 	}
 	if (r->request_lsn < cutoff) {
-		store_lsn_text(cutoff, c);
+		store_lsn_text(r->request_lsn, a);
+		store_lsn_text(cutoff, b);
 		fail(e,
 		     "tried to request a page version that was garbage collected. requested at "
 		     "%s gc cutoff %s",
-		     a, c);
+		     a, b);
 		return false;
 	}
 	if (r->not_modified_since > last) {
@@ -443,11 +445,12 @@ static bool effective_lsn(struct ps_tl *t, struct ps_entry *e, uint64_t wait_ms,
 			e->waits = true;
 			return false;
 		}
-		store_lsn_text(last, c);
+		store_lsn_text(r->not_modified_since, a);
+		store_lsn_text(last, b);
 		fail(e,
 		     "LSN timeout: timed out while waiting for WAL record at LSN %s to arrive, "
 		     "last_record_lsn %s",
-		     b, c);
+		     a, b);
 		return false;
 	}
 	*out = r->request_lsn < last ? r->request_lsn : last; /* >= not_modified_since */
