@@ -71,12 +71,13 @@ struct ar_pgconn {
 	uint32_t slot;
 	bool recv_busy;
 	bool send_busy;
-	bool closing;     /* no more input; free once idle */
-	bool close_after; /* close once every answer is sent (CopyDone, Terminate, fatal) */
-	bool stalled;     /* the service's window is full */
-	bool in_process;  /* guards against re-entry from the service */
-	bool migrating;   /* being handed to core handoff_to: nothing new is read */
-	bool cancel_busy; /* the receive's cancellation is in flight */
+	bool closing;       /* no more input; free once idle */
+	bool close_after;   /* close once every answer is sent (CopyDone, Terminate, fatal) */
+	bool stalled;       /* the service's window is full */
+	bool in_process;    /* guards against re-entry from the service */
+	bool migrating;     /* being handed to core handoff_to: nothing new is read */
+	bool handoff_asked; /* the service was asked once; a failed hand-off is not retried */
+	bool cancel_busy;   /* the receive's cancellation is in flight */
 	int handoff_to;
 	size_t recv_off; /* unread input is recv_buf[recv_off, recv_len) */
 	size_t recv_len;
@@ -166,7 +167,9 @@ static struct pg_stream *pglisten_stream_get(struct ar_pglisten *l)
 	if (!st)
 		return NULL;
 	st->send_buf = ar_arena_alloc(arena, l->ops.stream_send_bytes, 64);
-	return st->send_buf ? st : NULL;
+	st->state =
+	    l->ops.stream_state_bytes ? ar_arena_alloc(arena, l->ops.stream_state_bytes, 64) : NULL;
+	return st->send_buf && (st->state || !l->ops.stream_state_bytes) ? st : NULL;
 }
 
 /* Every I/O finished and the service holds nothing of it: recycle the slot. */
@@ -249,6 +252,7 @@ static void pglisten_accept_done(struct ar_core *core, struct ar_io *io, int res
 	c->fd = fd;
 	c->recv_busy = c->send_busy = c->closing = c->close_after = false;
 	c->stalled = c->in_process = c->migrating = c->cancel_busy = false;
+	c->handoff_asked = false;
 	c->recv_off = c->recv_len = c->send_len = c->send_off = 0;
 	c->send_buf = c->small_send;
 	c->send_cap = sizeof(c->small_send);
@@ -328,6 +332,8 @@ static bool pglisten_stream_start(struct ar_pgconn *c)
 	}
 	size_t pending = c->send_len - c->send_off;
 	memcpy(st->send_buf, c->send_buf + c->send_off, pending);
+	if (l->ops.stream_attach)
+		l->ops.stream_attach(l->ops.svc, c->state, st->state);
 	c->stream = st;
 	c->send_buf = st->send_buf;
 	c->send_cap = l->ops.stream_send_bytes;
@@ -405,6 +411,7 @@ static void pglisten_adopt(struct ar_core *core, struct ar_msg *msg)
 	c->fd = h->fd;
 	c->recv_busy = c->send_busy = c->closing = c->close_after = false;
 	c->stalled = c->in_process = c->migrating = c->cancel_busy = false;
+	c->handoff_asked = true;
 	c->send_len = c->send_off = 0;
 	c->send_buf = c->small_send;
 	c->send_cap = sizeof(c->small_send);
@@ -439,7 +446,8 @@ static bool pglisten_migrate(struct ar_pgconn *c)
 		io_uring_prep_cancel(sqe, &c->recv_io, 0);
 		return false;
 	}
-	struct pg_handoff *h = malloc(sizeof(*h) + l->ops.state_bytes);
+	size_t bytes = (sizeof(struct pg_handoff) + l->ops.state_bytes + 63) & ~(size_t)63;
+	struct pg_handoff *h = aligned_alloc(64, bytes); /* state[] is 64-byte aligned */
 	struct ar_pglisten *to =
 	    atomic_load_explicit(&l->ops.peers[c->handoff_to], memory_order_acquire);
 	if (h) {
@@ -492,8 +500,9 @@ static void pglisten_want_handoff(struct ar_pgconn *c)
 {
 	struct ar_pglisten *l = c->listen;
 	if (c->session.state != PGW_STATE_COPYBOTH || c->close_after || c->stream ||
-	    !l->ops.handoff || !l->ops.peers)
+	    c->handoff_asked || !l->ops.handoff || !l->ops.peers)
 		return;
+	c->handoff_asked = true;
 	int to = l->ops.handoff(l->ops.svc, c->state);
 	if (to >= 0 && (uint32_t)to != ar_core_info(l->core)->index &&
 	    atomic_load_explicit(&l->ops.peers[to], memory_order_acquire)) {
@@ -575,18 +584,20 @@ static void pglisten_process(struct ar_pgconn *c)
 	pglisten_want_handoff(c);
 	if (!c->migrating && c->session.state == PGW_STATE_COPYBOTH)
 		pending = pglisten_stream_io(c);
-	/* A fatal error goes after every answer before it. */
+	/* A fatal error goes after every answer before it, once it fits. */
 	if (c->close_after && !pending && c->fatal[0]) {
 		struct pgw_out out = pglisten_out(c);
 		pgw_put_error(&out, "FATAL", "08P01", c->fatal, NULL);
-		c->send_len += out.len;
-		c->fatal[0] = '\0';
+		if (!out.overflow) {
+			c->send_len += out.len;
+			c->fatal[0] = '\0';
+		}
 	}
 	pglisten_arm(c, false);
 	c->in_process = false;
 	if (c->migrating && (pglisten_migrate(c) || c->migrating))
 		return; /* handed over, or waits for its send or the receive's cancellation */
-	if (c->close_after && !pending && !c->send_busy) {
+	if (c->close_after && !pending && !c->send_busy && !c->fatal[0]) {
 		pglisten_conn_close(c);
 		return;
 	}

@@ -50,6 +50,12 @@ struct ar_pgservice_ops {
 	bool (*close)(void *svc, void *state);
 	/* Bytes of send buffer a stream needs: its largest answer fits. */
 	size_t stream_send_bytes;
+	/* A stream's own memory (its window of requests), taken with its send buffer
+	 * when the connection switches to CopyBoth and recycled with it: stream_attach
+	 * hands it to the connection's state.  Connections that never stream cost only
+	 * state_bytes. */
+	size_t stream_state_bytes;
+	void (*stream_attach)(void *svc, void *state, void *stream_state);
 	/* Optional hand-off of a stream to another core, right after it switched to
 	 * CopyBoth (nothing of it in flight yet): handoff returns the core that should
 	 * serve the connection from now on, or -1 to keep it.  That core's listener

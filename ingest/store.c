@@ -137,6 +137,8 @@ int store_open(const char *dir, const struct tl_id *tenant, bool create,
 	snprintf(s->dir, sizeof(s->dir), "%s", dir);
 	s->dd.dir_fd = s->dd.lock_fd = -1;
 	s->tenant_id = *tenant;
+	s->shard_number = o->shard_number;
+	s->shard_count = o->shard_count;
 	char derr[AR_CONFIG_ERROR_BYTES];
 	int rc = o->datadir_held ? 0 : ar_datadir_open(dir, &s->dd, derr);
 	if (rc < 0) {
@@ -246,8 +248,9 @@ int store_checkpoint(struct ar_store *s, struct ar_timeline *tl, char err[STORE_
 static void state_path(struct ar_store *s, const struct tl_id *tl, char *path, size_t n,
 		       bool dir_only)
 {
-	char th[33], lh[33];
-	tl_id_hex(&s->tenant_id, th);
+	/* Per tenant shard: each shard reads its own share of the WAL, from where it is. */
+	char th[STORE_TENANT_DIR_BYTES], lh[33];
+	store_tenant_dir_name(&s->tenant_id, s->shard_number, s->shard_count, th);
 	tl_id_hex(tl, lh);
 	if (dir_only)
 		snprintf(path, n, "%s/ingest/%s", s->dir, th);

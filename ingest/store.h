@@ -7,7 +7,8 @@
  * Layout under the data directory:
  *   argon.lock                          held while open (the page server holds it too)
  *   tenants/<tenant id>[-<NNCC>]/       the tenant, or one shard of it (engine/tenant.h)
- *   ingest/<tenant id>/<timeline id>.json   what the ingest knows of the timeline
+ *   ingest/<tenant id>[-<NNCC>]/<timeline id>.json   what the ingest knows of the
+ *                                       timeline (per shard: each reads its own share)
  */
 #ifndef AR_INGEST_STORE_H
 #define AR_INGEST_STORE_H
@@ -55,6 +56,8 @@ struct ar_store {
 	struct tl_env env;
 	struct ar_tenant *tenant;
 	struct tl_id tenant_id;
+	uint32_t shard_number; /* as opened (store_options) */
+	uint32_t shard_count;
 	/* Image creation met a page that needs PostgreSQL's redo: it is not tried
 	 * again by this process (each attempt would redo the same work for nothing). */
 	bool images_postponed;

@@ -15,14 +15,15 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct ar_live_set {
-	pthread_mutex_t mu;
-	struct live_tl *tls[AR_LIVE_TENANTS_MAX];
-	uint32_t count;
+	pthread_mutex_t mu;                       /* writers: start, attach, load, stop */
+	struct live_tl *tls[AR_LIVE_TENANTS_MAX]; /* append-only while the server runs */
+	_Atomic uint32_t count;
 };
 
 static struct live_config server_live_config(const struct ar_server *s)
@@ -38,10 +39,11 @@ static struct live_config server_live_config(const struct ar_server *s)
 	return c;
 }
 
-/* Under set->mu. */
+/* Any thread: the slots below the count (acquire) are filled and stay. */
 static struct live_tl *find_tenant(struct ar_live_set *set, const struct tl_id *tenant)
 {
-	for (uint32_t i = 0; i < set->count; i++)
+	uint32_t n = atomic_load_explicit(&set->count, memory_order_acquire);
+	for (uint32_t i = 0; i < n; i++)
 		if (memcmp(live_tenant(set->tls[i]), tenant, sizeof(*tenant)) == 0)
 			return set->tls[i];
 	return NULL;
@@ -65,9 +67,15 @@ static int start_one(struct ar_server *s, const struct tl_id *tenant, const stru
 	c.tenant = *tenant;
 	c.timeline = *timeline;
 	int rc = live_start(&c, out, err);
-	if (rc == 0)
-		set->tls[set->count++] = *out;
-	return rc;
+	if (rc < 0) {
+		ar_pageservice_unclaim(tenant);
+		return rc;
+	}
+	set->tls[set->count] = *out;
+	/* Readers (the cores, looking a tenant up for a page stream) take no lock: the
+	 * slot is filled before the count that shows it. */
+	atomic_store_explicit(&set->count, set->count + 1, memory_order_release);
+	return 0;
 }
 
 /* A timeline whose ingest state names a primary (ingest/<tenant>/<timeline>.json,
@@ -175,10 +183,8 @@ int ar_server_live_attach(struct ar_server *s, const struct tl_id *tenant,
 
 struct live_tl *ar_server_live_find(struct ar_server *s, const struct tl_id *tenant)
 {
-	pthread_mutex_lock(&s->live->mu);
-	struct live_tl *t = find_tenant(s->live, tenant);
-	pthread_mutex_unlock(&s->live->mu);
-	return t;
+	/* No lock: a core must not wait while another thread starts a timeline. */
+	return find_tenant(s->live, tenant);
 }
 
 uint32_t ar_server_live_list(struct ar_server *s, struct live_tl **out, uint32_t max)

@@ -232,8 +232,9 @@ int main(int argc, char **argv)
 		.arena_bytes = s.config.core_arena_bytes,
 		.hooks = { .start = server_core_start, .stop = server_core_stop, .ctx = &s },
 	};
-	if (ar_server_live_init(&s) < 0)
-		die("out of memory");
+	/* The live timelines first: the cores' first page stream may name one. */
+	if (ar_server_live_init(&s) < 0 || ar_server_live_load(&s) < 0)
+		die("could not start the live timelines");
 	int rc = ar_runtime_start(&params, &s.runtime);
 	if (rc < 0) {
 		snprintf(err, sizeof(err), "could not start %u core threads: %s",
@@ -241,8 +242,6 @@ int main(int argc, char **argv)
 		die(err);
 	}
 	log_cores(&s);
-	if (ar_server_live_load(&s) < 0)
-		die("could not start the live timelines");
 	if (ar_http_api_start(&s, &s.http) < 0)
 		die("could not start the management API");
 	AR_LOG(LOG, "server", "listening for PostgreSQL connections on %s", s.pg_address);

@@ -54,6 +54,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +65,7 @@
 #define PS_WINDOW 32
 #define PS_HOSTED_MAX 64
 #define PS_TIMELINES_MAX 32
-#define PS_OUTBOX_MAX 4096
+#define PS_OUTBOX_MIN 256
 #define PS_WAIT_POLL_MS 5
 
 enum ps_entry_state { PS_FREE, PS_QUEUED, PS_DONE };
@@ -97,8 +98,9 @@ struct ps_conn {
 	struct live_tl *live;    /* a live tenant: its ingest thread owns the store */
 	uint32_t head;
 	uint32_t count;
-	uint32_t busy; /* entries queued or running: not DONE */
-	struct ps_entry e[PS_WINDOW];
+	uint32_t busy;      /* entries queued or running: not DONE */
+	struct ps_entry *e; /* PS_WINDOW entries: the stream's memory (pglisten) */
+	_Atomic bool gone;  /* the client left: entries waiting for WAL stop waiting */
 };
 
 struct ps_tl {
@@ -133,6 +135,7 @@ struct ps_core {
 	bool wait_timer;
 	struct ps_outmsg *outbox; /* messages a full ring refused, retried by timer */
 	uint32_t outbox_count;
+	uint32_t outbox_cap; /* grows: requests out plus answers owed to other cores */
 	bool outbox_timer;
 	bool executing_inline; /* ps_exec from ps_data: the answer needs no wake-up */
 	struct ar_pgservice_ops ops;
@@ -165,6 +168,17 @@ static uint32_t tenant_hash(const struct tl_id *t)
 	return h;
 }
 
+void ar_pageservice_unclaim(const struct tl_id *tenant)
+{
+	pthread_mutex_lock(&claims_mu);
+	for (uint32_t i = 0; i < claim_count; i++)
+		if (memcmp(&claims[i].tenant, tenant, sizeof(*tenant)) == 0) {
+			claims[i] = claims[--claim_count];
+			break;
+		}
+	pthread_mutex_unlock(&claims_mu);
+}
+
 int ar_pageservice_claim(const struct tl_id *tenant, bool live)
 {
 	int rc = 0;
@@ -190,8 +204,19 @@ static void ps_send(struct ps_core *pc, uint32_t to, const struct ar_msg *msg)
 {
 	if (pc->outbox_count == 0 && ar_core_send(pc->core, to, msg) == 0)
 		return;
-	/* Bounded: every entry of every connection is at most one message here. */
-	AR_ASSERT(pc->outbox_count < PS_OUTBOX_MAX);
+	/* Bounded by the requests in flight (every stream's window, on every core), but
+	 * that bound is large: the outbox grows, on this rare path only, and a failed
+	 * growth waits in place (the ring drains by itself). */
+	while (pc->outbox_count == pc->outbox_cap) {
+		uint32_t cap = pc->outbox_cap ? pc->outbox_cap * 2 : PS_OUTBOX_MIN;
+		struct ps_outmsg *n = realloc(pc->outbox, cap * sizeof(*n));
+		if (n) {
+			pc->outbox = n;
+			pc->outbox_cap = cap;
+		} else if (ar_core_send(pc->core, to, msg) == 0) {
+			return;
+		}
+	}
 	pc->outbox[pc->outbox_count++] = (struct ps_outmsg){ .to = to, .msg = *msg };
 	if (!pc->outbox_timer && ar_core_timer_add(pc->core, 1, outbox_flush, pc) == 0)
 		pc->outbox_timer = true;
@@ -352,6 +377,13 @@ static struct ar_rel req_rel(const struct ps_request *r)
 				.fork = r->rel.fork };
 }
 
+/* PostgreSQL creates the free space map and visibility map forks lazily, and
+ * asks their size before they exist: Neon answers 0 blocks (and zero pages). */
+static bool maybe_missing_fork(uint32_t fork)
+{
+	return fork == AR_FORK_FSM || fork == AR_FORK_VM;
+}
+
 static void exec_getpage(struct ar_pagecache *cache, struct ps_tl *t, struct ps_entry *e,
 			 ar_lsn lsn)
 {
@@ -366,8 +398,10 @@ static void exec_getpage(struct ar_pagecache *cache, struct ps_tl *t, struct ps_
 		return;
 	ar_lsn since = lsn;
 	int rc = store_read_page_since(t->tl, &t->st, rel, e->req.blkno, lsn, e->page, &since, err);
-	if (rc == -ERANGE && tl_rel_exists(t->tl, rel, lsn) == 0) {
-		/* At or beyond the relation's end: a zero page, as Neon answers. */
+	if ((rc == -ERANGE && tl_rel_exists(t->tl, rel, lsn) == 0) ||
+	    (rc == -AR_ENOKEY && maybe_missing_fork(rel.fork))) {
+		/* At or beyond the relation's end, or a free space map or visibility map
+		 * never created: a zero page, as Neon answers. */
 		memset(e->page, 0, PS_PAGE_BYTES);
 		return;
 	}
@@ -441,7 +475,7 @@ static bool effective_lsn(struct ps_tl *t, struct ps_entry *e, uint64_t wait_ms,
 		uint64_t now = ar_core_now_ns();
 		if (e->deadline_ns == 0)
 			e->deadline_ns = now + wait_ms * 1000000ull;
-		if (now < e->deadline_ns) {
+		if (now < e->deadline_ns && !atomic_load(&e->conn->gone)) {
 			e->waits = true;
 			return false;
 		}
@@ -509,7 +543,9 @@ static bool ps_run(struct ps_tl *t, struct ps_entry *e, struct ar_pagecache *cac
 	case PS_NBLOCKS:
 		rc = tl_rel_nblocks(t->tl, req_rel(&e->req), lsn, &e->resp.nblocks);
 		e->resp.tag = PS_R_NBLOCKS;
-		if (rc == -AR_ENOKEY)
+		if (rc == -AR_ENOKEY && maybe_missing_fork(e->req.rel.fork))
+			e->resp.nblocks = 0;
+		else if (rc == -AR_ENOKEY)
 			fail(e, "relation %u/%u/%u fork %u does not exist", e->req.rel.spc,
 			     e->req.rel.db, e->req.rel.relnode, e->req.rel.fork);
 		else if (rc < 0)
@@ -613,8 +649,13 @@ static bool ps_live_job(struct live_job *job, struct ar_store *store, struct ar_
 			return false; /* waits for WAL */
 	}
 	struct ar_msg m = { .fn = ps_msg_done, .ptr = e };
-	while (ar_runtime_post(s->runtime, c->home->index, &m) == -EAGAIN)
-		usleep(50); /* the core drains its posts every pass (-ESHUTDOWN: it stopped) */
+	int rc;
+	while ((rc = ar_runtime_post(s->runtime, c->home->index, &m)) == -EAGAIN)
+		usleep(50); /* the core drains its posts every pass */
+	if (rc < 0) {       /* -ESHUTDOWN: the core stopped; nobody will send this answer */
+		free(e->slru);
+		e->slru = NULL;
+	}
 	return true;
 }
 
@@ -690,6 +731,7 @@ static int ps_command(struct ps_core *pc, struct ps_conn *c, struct ar_pgconn *p
 	c->named_shard = named ? (int32_t)shard : -1;
 	c->live = ar_server_live_find(pc->server, &c->tenant);
 	c->head = c->count = c->busy = 0;
+	atomic_store(&c->gone, false);
 	pgw_put_copy_both_response(out);
 	return 2;
 }
@@ -763,7 +805,8 @@ static int ps_data(void *svc, void *state, const uint8_t *payload, uint32_t len,
 		answer_now(c, e, text);
 		return 1;
 	}
-	e->shard = c->named_shard >= 0 ? (uint32_t)c->named_shard : shard;
+	/* SLRU segments live on shard 0 only; sizes and directories on every shard. */
+	e->shard = c->named_shard >= 0 && req.tag != PS_GETSLRU ? (uint32_t)c->named_shard : shard;
 	uint32_t owner = shard_core(pc->server, &c->tenant, e->shard);
 	if (owner == pc->index) {
 		pc->executing_inline = true;
@@ -818,11 +861,19 @@ static int ps_handoff(void *svc, void *state)
 	return -1;
 }
 
+static void ps_stream_attach(void *svc, void *state, void *window)
+{
+	struct ps_conn *c = state;
+	(void)svc;
+	c->e = window;
+}
+
 static void ps_adopt(void *svc, void *state, struct ar_pgconn *conn)
 {
 	struct ps_conn *c = state;
 	c->home = svc;
 	c->pgconn = conn;
+	c->e = NULL; /* the window comes with the stream, on this core */
 	AR_ASSERT(c->count == 0 && c->busy == 0);
 }
 
@@ -830,6 +881,7 @@ static bool ps_close(void *svc, void *state)
 {
 	struct ps_conn *c = state;
 	(void)svc;
+	atomic_store(&c->gone, true); /* requests waiting for WAL finish at their next poll */
 	if (c->busy > 0)
 		return false;
 	for (uint32_t i = 0; i < c->count; i++) {
@@ -851,9 +903,6 @@ int ar_pageservice_core_start(struct ar_server *s, struct ar_core *core)
 	pc->server = s;
 	pc->core = core;
 	pc->index = index;
-	pc->outbox = ar_arena_alloc(ar_core_arena(core), PS_OUTBOX_MAX * sizeof(*pc->outbox), 64);
-	if (!pc->outbox)
-		return -ENOMEM;
 	if (s->config.page_cache_bytes > 0) {
 		int rc = pc_create(s->config.page_cache_bytes, ar_core_info(core)->numa_node,
 				   &pc->cache);
@@ -867,6 +916,8 @@ int ar_pageservice_core_start(struct ar_server *s, struct ar_core *core)
 		.drain = ps_drain,
 		.close = ps_close,
 		.stream_send_bytes = PS_RESPONSE_BYTES_MAX + 4096,
+		.stream_state_bytes = PS_WINDOW * sizeof(struct ps_entry),
+		.stream_attach = ps_stream_attach,
 		.handoff = ps_handoff,
 		.adopt = ps_adopt,
 		.peers = s->pglisten_peers,
@@ -892,4 +943,7 @@ void ar_pageservice_core_stop(struct ar_server *s, struct ar_core *core)
 	if (pc->cache)
 		pc_destroy(pc->cache);
 	pc->cache = NULL;
+	free(pc->outbox);
+	pc->outbox = NULL;
+	pc->outbox_count = pc->outbox_cap = 0;
 }

@@ -55,9 +55,12 @@ void ar_pageservice_core_stop(struct ar_server *s, struct ar_core *core);
 /* A tenant's files are held by the page service (live false) or by a live
  * timeline (true), never both: -EBUSY if the other side holds them. */
 __attribute__((warn_unused_result)) int ar_pageservice_claim(const struct tl_id *tenant, bool live);
+/* A live claim whose timeline failed to start: the page service may serve it. */
+void ar_pageservice_unclaim(const struct tl_id *tenant);
 
 /* server/live.c: the live timelines (ingest/live.h), at most one per tenant. */
-/* init before the cores start (they look tenants up), load after. */
+/* init and load before the cores start: a page stream looks its tenant up, and a
+ * tenant loaded live after a core opened it would be refused. */
 __attribute__((warn_unused_result)) int ar_server_live_init(struct ar_server *s);
 __attribute__((warn_unused_result)) int ar_server_live_load(struct ar_server *s);
 void ar_server_live_stop(struct ar_server *s);

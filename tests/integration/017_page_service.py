@@ -215,6 +215,10 @@ def test_two_shards_on_two_cores(imported, sharded):
             cores = json.load(f)["cores"]
         handed = sum(k["streams_handed_off"] for k in cores)
         assert handed == 2 and sum(k["streams_adopted"] for k in cores) == 2, cores
+        # SLRU segments are shard 0's: a shard-1 connection gets them from there.
+        for shard, c in named:
+            r = c.call(ps.request(3, ps.GETSLRU, lsn, kind=0, segno=0))
+            assert "value" in r and len(r["value"]) >= ps.PAGE, (shard, r)
         with pytest.raises(ps.PgError, match="has 2 shards; shard 02 of 02"):
             ps.Conn(srv.pg_port).pagestream(3, TENANT + "-0202", TIMELINE)
         with pytest.raises(ps.PgError, match="has 2 shards"):
@@ -275,6 +279,12 @@ def test_exists_dbsize_slru(imported):
         assert c.call(ps.request(3, ps.EXISTS, lsn, rel=some))["value"] == 1
         missing = (1663, some[1], 4000000000, 0)
         assert c.call(ps.request(3, ps.EXISTS, lsn, rel=missing))["value"] == 0
+        assert "does not exist" in c.call(ps.request(3, ps.NBLOCKS, lsn, rel=missing))["error"]
+        # A free space map never created: 0 blocks and zero pages, as Neon answers
+        # (PostgreSQL asks before it creates the fork).
+        fsm = (1663, some[1], 4000000000, ps.FORKS["fsm"])
+        assert c.call(ps.request(3, ps.NBLOCKS, lsn, rel=fsm))["value"] == 0
+        assert c.call(ps.request(3, ps.GETPAGE, lsn, rel=fsm, blkno=0))["value"] == bytes(ps.PAGE)
         # DbSize: every relation fork of the database, as the standby's files;
         # free space maps as WAL made them (the standby writes its own too).
         db = result.databases["postgres"]
