@@ -291,3 +291,11 @@ int ps_response_decode(enum ps_version v, const struct ps_request *req, const ui
 		return fail(err, "unknown response tag");
 	}
 }
+
+uint32_t ps_shard_of_block(uint32_t shard_count, uint32_t stripe_pages, uint32_t relnode,
+			   uint8_t fork, uint32_t blkno)
+{
+	if (shard_count < 2 || relnode == 0 || blkno == UINT32_MAX || fork == 3)
+		return 0;
+	return ps_hash_combine(ps_fmix32(relnode), ps_fmix32(blkno / stripe_pages)) % shard_count;
+}

@@ -111,4 +111,29 @@ __attribute__((warn_unused_result)) int ps_response_decode(enum ps_version v,
 							   struct ps_response *out,
 							   const char **err);
 
+/* Neon's hash pieces, as its compute and page server use them: murmur3's 32-bit
+ * finaliser and boost's hash_combine. */
+static inline uint32_t ps_fmix32(uint32_t h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
+static inline uint32_t ps_hash_combine(uint32_t a, uint32_t b)
+{
+	return a ^ (b + 0x9e3779b9u + (a << 6) + (a >> 2));
+}
+
+/* Neon's shard of a relation block (reference/neon-storage.md section 10): shard 0
+ * when unsharded (count < 2), for a block of the init fork (3), or for what is not a
+ * relation block (relnode 0, blkno UINT32_MAX: the size marker); else
+ * hash_combine(fmix32(relnode), fmix32(blkno / stripe_pages)) % shard_count.  The
+ * one implementation: the engine places keys with it, the client routes with it. */
+uint32_t ps_shard_of_block(uint32_t shard_count, uint32_t stripe_pages, uint32_t relnode,
+			   uint8_t fork, uint32_t blkno);
+
 #endif

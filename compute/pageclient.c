@@ -73,32 +73,11 @@ static_assert(APC_ERROR_BYTES > PS_ERROR_TEXT_MAX + WHERE_BYTES, "room for the s
 
 /* ---- the pure parts: routing, tickets, window, prefetch ring ---- */
 
-/* murmur3's 32-bit finaliser, as Neon's compute and page server use it. */
-static uint32_t fmix32(uint32_t h)
-{
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
-}
-
-static uint32_t hash_combine(uint32_t a, uint32_t b)
-{
-	return a ^ (b + 0x9e3779b9u + (a << 6) + (a >> 2));
-}
-
 uint32_t apc_shard_of_block(uint32_t shard_count, uint32_t stripe_pages, struct ps_rel rel,
 			    uint32_t blkno)
 {
-	if (shard_count < 2)
-		return 0;
-	/* Not a relation block key (Neon's is_rel_block_key), or the init fork. */
-	if (rel.relnode == 0 || blkno == UINT32_MAX || rel.fork == 3)
-		return 0;
 	uint32_t stripe = stripe_pages ? stripe_pages : APC_STRIPE_PAGES_DEFAULT;
-	return hash_combine(fmix32(rel.relnode), fmix32(blkno / stripe)) % shard_count;
+	return ps_shard_of_block(shard_count, stripe, rel.relnode, rel.fork, blkno);
 }
 
 static int64_t ticket_make(uint64_t seq, uint32_t shard)
@@ -267,8 +246,8 @@ struct pf_entry {
  * up to APC_PREFETCH_SLOTS consecutive blocks of one relation never collide. */
 static uint32_t pf_slot_of(struct ps_rel rel, uint32_t blkno)
 {
-	uint32_t h = hash_combine(fmix32(rel.relnode), fmix32(rel.db));
-	h = hash_combine(h, fmix32(rel.spc ^ (uint32_t)rel.fork << 24));
+	uint32_t h = ps_hash_combine(ps_fmix32(rel.relnode), ps_fmix32(rel.db));
+	h = ps_hash_combine(h, ps_fmix32(rel.spc ^ (uint32_t)rel.fork << 24));
 	return (h + blkno) % APC_PREFETCH_SLOTS;
 }
 

@@ -5,6 +5,8 @@
  * Invariant: ar_key_cmp orders exactly as memcmp of the encodings (key_test).
  */
 #include "engine/key.h"
+
+#include "common/pagestream.h"
 #include "common/bytes.h"
 
 #include <stdio.h>
@@ -248,31 +250,14 @@ bool ar_key_range_overlaps(const struct ar_key_range *a, const struct ar_key_ran
 	return ar_key_cmp(&a->start, &b->end) < 0 && ar_key_cmp(&b->start, &a->end) < 0;
 }
 
-/* murmur3's 32-bit finaliser, as Neon's compute and page server use it. */
-static uint32_t murmur_fmix32(uint32_t h)
-{
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
-}
-
-static uint32_t hash_combine(uint32_t a, uint32_t b)
-{
-	return a ^ (b + 0x9e3779b9u + (a << 6) + (a >> 2));
-}
-
 uint32_t ar_shard_of_key(const struct ar_shard_map *map, const struct ar_key *key)
 {
 	if (map->shard_count < 2)
 		return 0;
-	if (!ar_key_is_rel_block(key) || key->f5 == AR_FORK_INIT)
+	if (!ar_key_is_rel_block(key))
 		return 0;
 	uint32_t stripe = map->stripe_blocks ? map->stripe_blocks : AR_STRIPE_BLOCKS_DEFAULT;
-	uint32_t h = hash_combine(murmur_fmix32(key->f4), murmur_fmix32(key->f6 / stripe));
-	return h % map->shard_count;
+	return ps_shard_of_block(map->shard_count, stripe, key->f4, key->f5, key->f6);
 }
 
 bool ar_key_is_shard_local(const struct ar_shard_map *map, const struct ar_key *key, uint32_t shard)
