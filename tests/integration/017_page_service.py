@@ -40,18 +40,9 @@ from harness.pageserver import PageServer
 
 TENANT = "00000000000000000000000000000001"
 TIMELINE = TENANT
-SMALL = dict(scale=1, seconds=5, snapshots=2,
-             steps=tuple(s for s in wl.STEP_NAMES if s != "messages"),
-             min_free=wl.MIN_FREE_BYTES_SMALL, consistency_checking=False)
-
-
 @pytest.fixture(scope="module")
 def imported():
-    ai.need_redo_tools()
-    result = wl.run_full(scenario="pagesvc", **SMALL)
-    datadir, _, _ = ai.import_all(result, "argon")
-    out = os.path.join(result.work_dir, "export")
-    ai.export(datadir, result.end_lsn, out)
+    result, datadir, out = ai.small_imported("pagesvc")
     yield result, datadir, out
     result.cleanup()
 
@@ -62,10 +53,7 @@ def sharded(imported):
     shard takes its share of every record (argonctl --shard N/2)."""
     result, _, _ = imported
     datadir = os.path.join(result.work_dir, "argon-2shards")
-    for n in range(2):
-        opts = ai.STORE_OPTIONS + ["--shard", "%d/2" % n]
-        ai.argonctl(datadir, *opts, "import", "base", result.backup_dir)
-        ai.argonctl(datadir, *opts, "import", "wal", "--no-progress", result.wal_dir)
+    ai.import_shards(result, datadir, 2)
     return datadir
 
 
@@ -75,29 +63,6 @@ def server(datadir, **config):
     settings = {"data_dir": datadir, "wait_lsn_timeout_ms": "700", "core_arena_bytes": "64MiB"}
     settings.update(config)
     return PageServer("pagesvc", config=settings)
-
-
-def relation_files(pgdata):
-    """{(spc, db, relnode, fork): [segment paths in order]} of a data dir."""
-    rels = {}
-    dirs = [(1664, 0, os.path.join(pgdata, "global"))]
-    base = os.path.join(pgdata, "base")
-    for db in sorted(os.listdir(base)):
-        dirs.append((1663, int(db), os.path.join(base, db)))
-    for spc, db, path in dirs:
-        for name in sorted(os.listdir(path)):
-            stem, _, seg = name.partition(".")
-            rel, _, fork = stem.partition("_")
-            if not rel.isdigit() or fork not in ps.FORKS or (seg and not seg.isdigit()):
-                continue
-            key = (spc, db, int(rel), ps.FORKS[fork])
-            rels.setdefault(key, []).append((int(seg or 0), os.path.join(path, name)))
-    return {k: [p for _, p in sorted(v)] for k, v in rels.items()}
-
-
-def file_pages(paths):
-    data = b"".join(open(p, "rb").read() for p in paths)
-    return [data[i:i + ps.PAGE] for i in range(0, len(data), ps.PAGE)]
 
 
 def read_all(conn, rels, lsn, version):
@@ -118,34 +83,40 @@ def read_all(conn, rels, lsn, version):
     return out
 
 
+def read_on_each_core(srv, rels, lsn):
+    """Every fork of rels read over the wire: half through a v3 connection on
+    one core, half through a v2 one on the other."""
+    conns = ps.on_each_core(srv.pg_port)
+    for i, c in enumerate(conns):
+        c.pagestream(3 if i == 0 else 2, TENANT, TIMELINE)
+    names = sorted(rels)
+    wire = {}
+    for i, c in enumerate(conns):
+        part = names[i::len(conns)]
+        wire.update(read_all(c, {r: rels[r] for r in part}, lsn, c.version))
+    return wire
+
+
 def test_whole_cluster_over_the_wire(imported):
     result, datadir, export_dir = imported
     lsn = wl.lsn_int(result.end_lsn)
-    standby = relation_files(result.standby_dir)
-    exported = relation_files(export_dir)
+    standby = ps.relation_files(result.standby_dir)
+    exported = ps.relation_files(export_dir)
     assert len(standby) > 500, "the workload made %d relation forks" % len(standby)
     with server(datadir) as srv:
-        conns = ps.on_each_core(srv.pg_port)
-        for i, c in enumerate(conns):
-            c.pagestream(3 if i == 0 else 2, TENANT, TIMELINE)
-        # Half of the relations through each core's connection, v3 and v2.
         # (The standby's free space maps are its own: FSM forks that no WAL
         # created exist only there; argon-oracle accounts for them.)
-        rels = sorted(exported)
-        wire = {}
-        for i, c in enumerate(conns):
-            part = rels[i::len(conns)]
-            wire.update(read_all(c, {r: exported[r] for r in part}, lsn, c.version))
+        wire = read_on_each_core(srv, exported, lsn)
         assert srv.daemon.alive()
     missing = [r for r in standby if r not in wire and r[3] != ps.FORKS["fsm"]]
     assert not missing, "forks the standby has and the wire has not: %s" % missing[:5]
     blocks = 0
     for rel, pages in wire.items():
         if rel[3] == ps.FORKS[""]:
-            assert len(pages) == len(file_pages(standby[rel])), \
+            assert len(pages) == len(ps.file_pages(standby[rel])), \
                 "Nblocks of %s: %d over the wire, %d in the standby's files" % (
-                    rel, len(pages), len(file_pages(standby[rel])))
-        assert pages == file_pages(exported[rel]), "%s differs from the export" % (rel,)
+                    rel, len(pages), len(ps.file_pages(standby[rel])))
+        assert pages == ps.file_pages(exported[rel]), "%s differs from the export" % (rel,)
         blocks += len(pages)
     print("page service: %d relation forks, %d blocks read over the wire" % (len(wire), blocks))
     # The wire's pages into a copy of the export, compared with the standby.
@@ -153,7 +124,7 @@ def test_whole_cluster_over_the_wire(imported):
     shutil.rmtree(wire_dir, ignore_errors=True)
     shutil.copytree(export_dir, wire_dir)
     for rel, pages in wire.items():
-        paths = relation_files(wire_dir)[rel]
+        paths = ps.relation_files(wire_dir)[rel]
         data = b"".join(pages)
         seg = 131072 * ps.PAGE
         for i, p in enumerate(paths):
@@ -171,25 +142,19 @@ def test_two_shards_on_two_cores(imported, sharded):
     its own keys and refuses the other's."""
     result, _, export_dir = imported
     lsn = wl.lsn_int(result.end_lsn)
-    exported = relation_files(export_dir)
+    exported = ps.relation_files(export_dir)
     tenants = os.listdir(os.path.join(sharded, "tenants"))
     assert sorted(tenants) == [TENANT + "-0002", TENANT + "-0102"], tenants
     per_shard = [0, 0]
     for rel, paths in exported.items():
-        for b in range(len(file_pages(paths))):
+        for b in range(len(ps.file_pages(paths))):
             per_shard[ps.shard_of(2, rel, b)] += 1
     assert min(per_shard) > 1000, per_shard
     with server(sharded) as srv:
-        conns = ps.on_each_core(srv.pg_port)
-        for i, c in enumerate(conns):
-            c.pagestream(3 if i == 0 else 2, TENANT, TIMELINE)
+        wire = read_on_each_core(srv, exported, lsn)
         rels = sorted(exported)
-        wire = {}
-        for i, c in enumerate(conns):
-            part = rels[i::len(conns)]
-            wire.update(read_all(c, {r: exported[r] for r in part}, lsn, c.version))
         for rel, pages in wire.items():
-            assert pages == file_pages(exported[rel]), "%s differs from the export" % (rel,)
+            assert pages == ps.file_pages(exported[rel]), "%s differs from the export" % (rel,)
         # Shard-named connections: each shard's own blocks, on both cores.
         named = []
         for shard in range(2):
@@ -198,7 +163,7 @@ def test_two_shards_on_two_cores(imported, sharded):
                 named.append((shard, c))
         checked = 0
         for rel in rels[::7]:
-            pages = file_pages(exported[rel])
+            pages = ps.file_pages(exported[rel])
             for shard, c in named:
                 mine = [b for b in range(len(pages)) if ps.shard_of(2, rel, b) == shard]
                 got = c.pipeline([ps.request(3, ps.GETPAGE, lsn, rel=rel, blkno=b)
@@ -230,8 +195,8 @@ def test_two_shards_on_two_cores(imported, sharded):
 def test_cache_on_and_off_identical(imported):
     result, datadir, export_dir = imported
     lsn = wl.lsn_int(result.end_lsn)
-    rels = relation_files(export_dir)
-    biggest = sorted(rels, key=lambda r: -len(file_pages(rels[r])))[:20]
+    rels = ps.relation_files(export_dir)
+    biggest = sorted(rels, key=lambda r: -len(ps.file_pages(rels[r])))[:20]
     sample = {r: rels[r] for r in biggest}
     seen = []
     for cache in ("0", "1MiB", "64MiB"):
@@ -251,15 +216,15 @@ def test_pipeline_deeper_than_the_window(imported):
     in order, on both cores, v2 and v3."""
     result, datadir, export_dir = imported
     lsn = wl.lsn_int(result.end_lsn)
-    rels = relation_files(export_dir)
-    big = sorted(rels, key=lambda r: -len(file_pages(rels[r])))[:3]
+    rels = ps.relation_files(export_dir)
+    big = sorted(rels, key=lambda r: -len(ps.file_pages(rels[r])))[:3]
     with server(datadir) as srv:
         for i, c in enumerate(ps.on_each_core(srv.pg_port)):
             c.pagestream(3 if i == 0 else 2, TENANT, TIMELINE)
             for depth in (33, 64, 200):
                 reqs, want = [], []
                 for rel in big:
-                    pages = file_pages(rels[rel])
+                    pages = ps.file_pages(rels[rel])
                     for b in range(len(pages)):
                         reqs.append(ps.request(c.version, ps.GETPAGE, lsn, reqid=len(reqs),
                                                rel=rel, blkno=b))
@@ -271,7 +236,7 @@ def test_pipeline_deeper_than_the_window(imported):
 def test_exists_dbsize_slru(imported):
     result, datadir, _ = imported
     lsn = wl.lsn_int(result.end_lsn)
-    rels = relation_files(result.standby_dir)
+    rels = ps.relation_files(result.standby_dir)
     with server(datadir) as srv:
         c = ps.Conn(srv.pg_port)
         c.pagestream(3, TENANT, TIMELINE)
@@ -288,7 +253,7 @@ def test_exists_dbsize_slru(imported):
         # DbSize: every relation fork of the database, as the standby's files;
         # free space maps as WAL made them (the standby writes its own too).
         db = result.databases["postgres"]
-        exported = relation_files(imported[2])
+        exported = ps.relation_files(imported[2])
         want = sum(os.path.getsize(p) for r, paths in rels.items()
                    if r[0] == 1663 and r[1] == db and r[3] != ps.FORKS["fsm"]
                    for p in paths)
@@ -310,9 +275,9 @@ def test_exists_dbsize_slru(imported):
 def test_lsn_rules(imported):
     result, datadir, export_dir = imported
     lsn = wl.lsn_int(result.end_lsn)
-    rels = relation_files(export_dir)
+    rels = ps.relation_files(export_dir)
     rel = sorted(r for r in rels if r[3] == 0 and rels[r])[len(rels) // 3]
-    want = file_pages(rels[rel])[0]
+    want = ps.file_pages(rels[rel])[0]
     with server(datadir) as srv:
         c = ps.Conn(srv.pg_port)
         c.pagestream(3, TENANT, TIMELINE)
@@ -407,8 +372,8 @@ def test_malformed_requests_drop_the_connection(imported):
 def test_client_vanishes_mid_batch_and_random_frames(imported):
     result, datadir, export_dir = imported
     lsn = wl.lsn_int(result.end_lsn)
-    rels = relation_files(export_dir)
-    big = sorted(rels, key=lambda r: -len(file_pages(rels[r])))[:4]
+    rels = ps.relation_files(export_dir)
+    big = sorted(rels, key=lambda r: -len(ps.file_pages(rels[r])))[:4]
     seed = int(os.environ.get("ARGON_TEST_SEED", random.randrange(1 << 30)))
     print("random frames: seed %d" % seed)
     rng = random.Random(seed)
@@ -464,7 +429,7 @@ def test_client_vanishes_mid_batch_and_random_frames(imported):
             c.close()
         assert srv.daemon.alive()
         # Then correct pages, on both cores.
-        want = file_pages(rels[big[0]])
+        want = ps.file_pages(rels[big[0]])
         for c in ps.on_each_core(srv.pg_port):
             c.pagestream(3, TENANT, TIMELINE)
             got = c.pipeline([ps.request(3, ps.GETPAGE, lsn, rel=big[0], blkno=b)
@@ -497,8 +462,8 @@ def test_load_64_connections(imported):
     import threading
     result, datadir, export_dir = imported
     lsn = wl.lsn_int(result.end_lsn)
-    rels = relation_files(export_dir)
-    pages = {r: file_pages(p) for r, p in rels.items() if r[3] == 0}
+    rels = ps.relation_files(export_dir)
+    pages = {r: ps.file_pages(p) for r, p in rels.items() if r[3] == 0}
     keys = [(r, b) for r, ps_ in pages.items() for b in range(len(ps_))]
     seconds = float(os.environ.get("ARGON_LOAD_SECONDS", "30"))
     with server(datadir) as srv:

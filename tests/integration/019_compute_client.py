@@ -47,19 +47,12 @@ from harness.pageserver import PageServer
 
 TENANT = "00000000000000000000000000000001"
 TIMELINE = TENANT
-SMALL = dict(scale=1, seconds=5, snapshots=2,
-             steps=tuple(s for s in wl.STEP_NAMES if s != "messages"),
-             min_free=wl.MIN_FREE_BYTES_SMALL, consistency_checking=False)
 RELATIONS = 300
 
 
 @pytest.fixture(scope="module")
 def imported():
-    ai.need_redo_tools()
-    result = wl.run_full(scenario="pageclient", **SMALL)
-    datadir, _, _ = ai.import_all(result, "argon")
-    out = os.path.join(result.work_dir, "export")
-    ai.export(datadir, result.end_lsn, out)
+    result, datadir, out = ai.small_imported("pageclient")
     yield result, datadir, out
     result.cleanup()
 
@@ -70,24 +63,6 @@ def served(imported):
     with PageServer("pageclient", config={"data_dir": datadir}) as srv:
         yield srv
         assert srv.daemon.alive()
-
-
-def relation_files(pgdata):
-    """{(spc, db, relnode, fork): [segment paths in order]} of a data dir (as 017)."""
-    rels = {}
-    dirs = [(1664, 0, os.path.join(pgdata, "global"))]
-    base = os.path.join(pgdata, "base")
-    for db in sorted(os.listdir(base)):
-        dirs.append((1663, int(db), os.path.join(base, db)))
-    for spc, db, path in dirs:
-        for name in sorted(os.listdir(path)):
-            stem, _, seg = name.partition(".")
-            rel, _, fork = stem.partition("_")
-            if not rel.isdigit() or fork not in ps.FORKS or (seg and not seg.isdigit()):
-                continue
-            key = (spc, db, int(rel), ps.FORKS[fork])
-            rels.setdefault(key, []).append((int(seg or 0), os.path.join(path, name)))
-    return {k: [p for _, p in sorted(v)] for k, v in rels.items()}
 
 
 def file_bytes(paths):
@@ -150,7 +125,7 @@ def check_pages(out_dir, rels, exported):
 
 def read_and_check(srv, imported, tmp_path, extra, conns=None):
     result, _, export_dir = imported
-    exported = relation_files(export_dir)
+    exported = ps.relation_files(export_dir)
     rels = sample(exported)
     out = str(tmp_path / "out")
     began = time.monotonic()
@@ -192,7 +167,7 @@ def test_prefetch_reads_equal_the_export(imported, served, tmp_path, extra):
 def test_exists_dbsize_slru(imported, served, tmp_path):
     result, _, export_dir = imported
     lsn = wl.lsn_int(result.end_lsn)
-    rels = relation_files(export_dir)
+    rels = ps.relation_files(export_dir)
     some = sorted(rels)[len(rels) // 2]
     db = result.databases["postgres"]
     out = str(tmp_path / "out")
@@ -217,47 +192,16 @@ def test_exists_dbsize_slru(imported, served, tmp_path):
         assert got == f.read()[:len(got)]
 
 
-def fmix32(h):
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
-    return h ^ (h >> 16)
-
-
-def shard_of(count, rel, blkno, stripe=2048):
-    """Neon's relation block -> shard (reference section 10), written here from
-    the reference to count each shard's share of the sample."""
-    if count < 2 or rel[3] == ps.FORKS["init"] or rel[2] == 0:
-        return 0
-    a, b = fmix32(rel[2]), fmix32(blkno // stripe)
-    return (a ^ ((b + 0x9E3779B9 + ((a << 6) & 0xFFFFFFFF) + (a >> 2)) & 0xFFFFFFFF)) % count
-
-
-def shard_import(result, datadir):
-    """The tenant imported as 2 shards (argonctl --shard N/2); False if this
-    build's argonctl has no --shard."""
-    for n in range(2):
-        opts = ai.STORE_OPTIONS + ["--shard", "%d/2" % n]
-        p = ai.argonctl(datadir, *opts, "import", "base", result.backup_dir, check=False)
-        if p.returncode != 0:
-            if n == 0 and "shard" in (p.stderr + p.stdout):
-                return False
-            raise AssertionError("argonctl --shard %d/2 import: %s" % (n, p.stderr))
-        ai.argonctl(datadir, *opts, "import", "wal", "--no-progress", result.wal_dir)
-    return True
-
-
 def test_two_shards_routed_by_key(imported, tmp_path):
     result, _, export_dir = imported
     datadir = os.path.join(result.work_dir, "argon-2shards")
-    if not os.path.isdir(datadir) and not shard_import(result, datadir):
-        pytest.skip("this build's argonctl imports no sharded tenant (--shard N/2)")
-    exported = relation_files(export_dir)
+    if not os.path.isdir(datadir):
+        ai.import_shards(result, datadir, 2)
+    exported = ps.relation_files(export_dir)
     per_shard = [0, 0]
     for rel in sample(exported):
         for b in range(len(file_bytes(exported[rel])) // ps.PAGE):
-            per_shard[shard_of(2, rel, b)] += 1
+            per_shard[ps.shard_of(2, rel, b)] += 1
     assert min(per_shard) > 100, per_shard
     with PageServer("pageclient2", config={"data_dir": datadir}) as srv:
         conns = [conninfo(srv.pg_port)] * 2
@@ -273,7 +217,7 @@ def test_two_shards_routed_by_key(imported, tmp_path):
 def test_refusals_name_the_shard(imported, served, tmp_path):
     result, _, export_dir = imported
     lsn = wl.lsn_int(result.end_lsn)
-    rel = sample(relation_files(export_dir))[0]
+    rel = sample(ps.relation_files(export_dir))[0]
     out = str(tmp_path / "out")
     p = run_pageget([conninfo(served.pg_port)], out, lsn, [rel],
                     tenant="00000000000000000000000000000002")
@@ -376,7 +320,7 @@ class Proxy:
 def test_connection_cut_mid_stream(imported, served, tmp_path, extra):
     result, _, export_dir = imported
     lsn = wl.lsn_int(result.end_lsn)
-    exported = relation_files(export_dir)
+    exported = ps.relation_files(export_dir)
     rels = sample(exported)
     # Without retries: the read fails with what libpq saw, naming the shard.  (With
     # prefetch the cut may fall on a prefetched answer instead: that read is sent
@@ -411,7 +355,7 @@ def test_connection_cut_mid_stream(imported, served, tmp_path, extra):
 
 def test_stalled_server_times_out(imported, served, tmp_path):
     result, _, export_dir = imported
-    rels = sample(relation_files(export_dir))
+    rels = sample(ps.relation_files(export_dir))
     proxy = Proxy(served.pg_port, 1 << 20, "stall")
     began = time.monotonic()
     try:
@@ -430,7 +374,7 @@ def test_stalled_server_times_out(imported, served, tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "stop"])
 def test_server_gone_mid_run(imported, tmp_path, sig):
     result, datadir, export_dir = imported
-    rels = sample(relation_files(export_dir))
+    rels = sample(ps.relation_files(export_dir))
     out = str(tmp_path / "out")
     os.makedirs(out)
     # A server of its own (a data directory serves one server at a time).

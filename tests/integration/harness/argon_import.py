@@ -6,6 +6,12 @@ whole-cluster comparisons of 013 and 014.
                                      argon-oracle are built (with the reason)
     import_all(result, name, opts)   argonctl import base + import wal
                                      -> (datadir, base JSON, wal JSON)
+    import_shards(result, datadir, n)  the same into a tenant of n shards
+                                     (argonctl --shard i/n, each its share)
+    SMALL_WORKLOAD, small_imported(scenario)
+                                     a scaled-down run_full, imported and
+                                     exported at its end: (result, datadir,
+                                     export dir), for the page service's tests
     export(datadir, lsn, out)        argonctl export -> its JSON
     compare(result, out, *flags)     argon-oracle compare --map against the
                                      standby -> Comparison
@@ -69,6 +75,33 @@ def import_all(result, name, options=STORE_OPTIONS):
     wal = last_json(argonctl(datadir, *options, "import", "wal",
                              "--no-progress", result.wal_dir))
     return datadir, base, wal
+
+
+def import_shards(result, datadir, count=2, options=STORE_OPTIONS):
+    """argonctl --shard N/count import base, then import wal, for each shard of
+    a tenant of count shards in datadir: each takes its share of every record."""
+    for n in range(count):
+        opts = list(options) + ["--shard", "%d/%d" % (n, count)]
+        argonctl(datadir, *opts, "import", "base", result.backup_dir)
+        argonctl(datadir, *opts, "import", "wal", "--no-progress", result.wal_dir)
+
+
+# A scaled-down whole-cluster workload: every step but the 17 MiB message.
+SMALL_WORKLOAD = dict(scale=1, seconds=5, snapshots=2,
+                      steps=tuple(s for s in wl.STEP_NAMES if s != "messages"),
+                      min_free=wl.MIN_FREE_BYTES_SMALL, consistency_checking=False)
+
+
+def small_imported(scenario):
+    """SMALL_WORKLOAD run, imported into <work_dir>/argon and exported at the
+    standby's end LSN into <work_dir>/export: (result, datadir, export dir).
+    The caller cleans up (result.cleanup())."""
+    need_redo_tools()
+    result = wl.run_full(scenario=scenario, **SMALL_WORKLOAD)
+    datadir, _, _ = import_all(result, "argon")
+    out = os.path.join(result.work_dir, "export")
+    export(datadir, result.end_lsn, out)
+    return result, datadir, out
 
 
 def export(datadir, lsn, out, check=True):

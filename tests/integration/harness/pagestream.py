@@ -13,8 +13,12 @@ and response built and parsed with struct.pack by hand.
     request(version, tag, ...)     a request's bytes
     parse(version, tag, payload)   a response as a dict (checks the echo)
     on_each_core(port, cores=2)    one Conn per core (STATUS names the core)
+    shard_of(count, rel, blkno)    Neon's relation block -> shard
+    relation_files(pgdata)         {(spc, db, relnode, fork): segment paths}
+    file_pages(paths)              a relation fork's files as 8 KiB pages
 """
 
+import os
 import socket
 import struct
 
@@ -235,9 +239,33 @@ def _fmix32(h):
 def shard_of(count, rel, blkno, stripe=2048):
     """Neon's key -> shard for a relation block (reference section 10):
     hash_combine(murmur32(relnode), murmur32(blkno / stripe)) % count, shard 0
-    when unsharded or for the init fork."""
-    if count < 2 or rel[3] == FORKS["init"]:
+    when unsharded, for the init fork, or for relnode 0 (not a relation)."""
+    if count < 2 or rel[3] == FORKS["init"] or rel[2] == 0:
         return 0
     a, b = _fmix32(rel[2]), _fmix32(blkno // stripe)
     combined = a ^ ((b + 0x9E3779B9 + ((a << 6) & 0xFFFFFFFF) + (a >> 2)) & 0xFFFFFFFF)
     return combined % count
+
+
+def relation_files(pgdata):
+    """{(spc, db, relnode, fork): [segment paths in order]} of a data directory."""
+    rels = {}
+    dirs = [(1664, 0, os.path.join(pgdata, "global"))]
+    base = os.path.join(pgdata, "base")
+    for db in sorted(os.listdir(base)):
+        dirs.append((1663, int(db), os.path.join(base, db)))
+    for spc, db, path in dirs:
+        for name in sorted(os.listdir(path)):
+            stem, _, seg = name.partition(".")
+            rel, _, fork = stem.partition("_")
+            if not rel.isdigit() or fork not in FORKS or (seg and not seg.isdigit()):
+                continue
+            key = (spc, db, int(rel), FORKS[fork])
+            rels.setdefault(key, []).append((int(seg or 0), os.path.join(path, name)))
+    return {k: [p for _, p in sorted(v)] for k, v in rels.items()}
+
+
+def file_pages(paths):
+    """A relation fork's segment files as a list of 8 KiB pages."""
+    data = b"".join(open(p, "rb").read() for p in paths)
+    return [data[i:i + PAGE] for i in range(0, len(data), PAGE)]
