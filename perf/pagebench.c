@@ -53,6 +53,7 @@
  */
 #include "common/bytes.h"
 #include "common/pagestream.h"
+#include "common/runtime.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -92,13 +93,6 @@
 #define PB_DEFAULT_ID "00000000000000000000000000000001"
 
 _Static_assert(PB_IN_BYTES >= 2 * PB_MSG_MAX, "the input buffer holds any message");
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -926,7 +920,7 @@ static void client_fill(struct pb_run *r, struct pb_client *c)
 		return;
 	uint32_t depth = r->o->depth;
 	bool added = false;
-	uint64_t now = now_ns();
+	uint64_t now = ar_core_now_ns();
 	while (c->inflight < depth) {
 		struct pb_sent *s = &c->ring[(c->head + c->inflight) % depth];
 		make_request(r, c, &s->req);
@@ -1003,7 +997,7 @@ static void client_parse(struct pb_run *r, struct pb_client *c, uint64_t now)
 static void client_read(struct pb_run *r, struct pb_client *c)
 {
 	ssize_t n = read(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len);
-	uint64_t now = now_ns();
+	uint64_t now = ar_core_now_ns();
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (n <= 0) {
@@ -1061,7 +1055,7 @@ static uint32_t live_clients(const struct pb_run *r)
 static void run_loop(struct pb_run *r)
 {
 	const struct pb_opts *o = r->o;
-	uint64_t start = now_ns();
+	uint64_t start = ar_core_now_ns();
 	uint64_t warm_end = start + (uint64_t)(o->warmup * 1e9);
 	uint64_t end = warm_end + (uint64_t)(o->seconds * 1e9), give_up = UINT64_MAX;
 	struct epoll_event ev[64];
@@ -1072,7 +1066,7 @@ static void run_loop(struct pb_run *r)
 	for (uint32_t i = 0; i < o->clients; i++)
 		client_fill(r, &r->clients[i]);
 	for (;;) {
-		uint64_t now = now_ns();
+		uint64_t now = ar_core_now_ns();
 		if (r->phase == PH_WARMUP && now >= warm_end)
 			phase_measure(r, now);
 		if (r->phase != PH_DRAIN && (now >= end || live_clients(r) == 0)) {
@@ -1435,11 +1429,11 @@ static void raw_run(int fd, double seconds, uint64_t seed, struct pb_raw *out)
 		die("out of memory");
 	rng_seed(&rng, seed ^ 0x5eed);
 	uint64_t blocks = out->file_bytes / PS_PAGE_BYTES;
-	uint64_t start = now_ns(), end = start + (uint64_t)(seconds * 1e9), t = start;
+	uint64_t start = ar_core_now_ns(), end = start + (uint64_t)(seconds * 1e9), t = start;
 	while (t < end) {
 		off_t off = (off_t)(rng_below(&rng, blocks) * PS_PAGE_BYTES);
 		ssize_t n = pread(fd, buf, PS_PAGE_BYTES, off);
-		uint64_t t1 = now_ns();
+		uint64_t t1 = ar_core_now_ns();
 		if (n != PS_PAGE_BYTES)
 			die("--raw-odirect: pread at %lld: %s", (long long)off,
 			    n < 0 ? strerror(errno) : "short read");

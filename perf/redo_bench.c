@@ -34,6 +34,7 @@
  */
 #include "common/bytes.h"
 #include "common/err.h"
+#include "common/runtime.h"
 #include "compute/walredo.h"
 #include "engine/redopool.h"
 #include "ingest/store.h"
@@ -57,13 +58,6 @@ extern char **environ;
 #define CLASS_MAX 8
 #define NAME_BYTES 16
 #define DEFAULT_ID "00000000000000000000000000000001"
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -198,9 +192,9 @@ static int timed_apply(struct ar_redo *redo, const struct ar_key *key, const uin
 		t->capture = NULL;
 	}
 	t->inner->err[0] = '\0';
-	uint64_t began = now_ns();
+	uint64_t began = ar_core_now_ns();
 	int rc = t->inner->ops->apply(t->inner, key, base, base_len, records, count, out, out_len);
-	t->ns += now_ns() - began;
+	t->ns += ar_core_now_ns() - began;
 	t->records += count;
 	t->applies++;
 	if (rc < 0)
@@ -426,9 +420,9 @@ static void get_one(struct bench *b, const struct request *r, uint64_t *total, u
 	uint8_t page[AR_PAGE_BYTES];
 	uint32_t len = 0;
 	uint64_t redo_before = b->timed.ns;
-	uint64_t began = now_ns();
+	uint64_t began = ar_core_now_ns();
 	int rc = tl_get(b->tl, &r->key, b->lsn, page, &len);
-	*total = now_ns() - began;
+	*total = ar_core_now_ns() - began;
 	*redo = b->timed.ns - redo_before;
 	if (rc < 0 || len != AR_PAGE_BYTES)
 		die("GetPage of block %u of %u/%u/%u fork %u (class %s): %s", r->key.f6, r->key.f2,
@@ -538,7 +532,7 @@ static void helper_stop(struct helper *h)
 static uint64_t round_trip(struct helper *h, const uint8_t *msg, size_t len, uint8_t *reply,
 			   size_t reply_len)
 {
-	uint64_t began = now_ns();
+	uint64_t began = ar_core_now_ns();
 	for (size_t sent = 0; sent < len;) {
 		ssize_t w = write(h->to_fd, msg + sent, len - sent);
 		if (w < 0 && errno != EINTR)
@@ -551,7 +545,7 @@ static uint64_t round_trip(struct helper *h, const uint8_t *msg, size_t len, uin
 			die("argon-walredo ended or failed (see its report above)");
 		got += r > 0 ? (size_t)r : 0;
 	}
-	return now_ns() - began;
+	return ar_core_now_ns() - began;
 }
 
 #define PROBE_MAX (3 + CLASS_MAX)
