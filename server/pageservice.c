@@ -398,8 +398,9 @@ static void exec_getpage(struct ar_pagecache *cache, struct ps_tl *t, struct ps_
 		return;
 	ar_lsn since = lsn;
 	int rc = store_read_page_since(t->tl, &t->st, rel, e->req.blkno, lsn, e->page, &since, err);
-	if ((rc == -ERANGE && tl_rel_exists(t->tl, rel, lsn) == 0) ||
-	    (rc == -AR_ENOKEY && maybe_missing_fork(rel.fork))) {
+	/* ps_run checked lsn's range, so -ERANGE is a block at or beyond the end of a
+	 * relation whose size was just read; -AR_ENOKEY a relation that does not exist. */
+	if (rc == -ERANGE || (rc == -AR_ENOKEY && maybe_missing_fork(rel.fork))) {
 		/* At or beyond the relation's end, or a free space map or visibility map
 		 * never created: a zero page, as Neon answers. */
 		memset(e->page, 0, PS_PAGE_BYTES);

@@ -250,6 +250,9 @@ def test_exists_dbsize_slru(imported):
         fsm = (1663, some[1], 4000000000, ps.FORKS["fsm"])
         assert c.call(ps.request(3, ps.NBLOCKS, lsn, rel=fsm))["value"] == 0
         assert c.call(ps.request(3, ps.GETPAGE, lsn, rel=fsm, blkno=0))["value"] == bytes(ps.PAGE)
+        # Past a relation's end: a zero page too.
+        n = c.call(ps.request(3, ps.NBLOCKS, lsn, rel=some))["value"]
+        assert c.call(ps.request(3, ps.GETPAGE, lsn, rel=some, blkno=n))["value"] == bytes(ps.PAGE)
         # DbSize: every relation fork of the database, as the standby's files;
         # free space maps as WAL made them (the standby writes its own too).
         db = result.databases["postgres"]
