@@ -1,6 +1,7 @@
 /*
- * blockcache.c - An LRU of byte blocks keyed by (file id, offset): a chained
- * hash table plus a doubly linked recency list.  Bounded by capacity_bytes.
+ * blockcache.c - The LRU implementation of the engine's cache interface: byte
+ * blocks keyed by (file id, offset) in a chained hash table plus a doubly linked
+ * recency list.  Bounded by capacity_bytes.
  */
 #include "engine/blockcache.h"
 
@@ -20,7 +21,8 @@ struct bc_entry {
 	uint8_t data[];
 };
 
-struct ar_blockcache {
+struct bc_lru {
+	struct ar_blockcache base; /* first: the interface */
 	uint64_t capacity_bytes;
 	uint64_t bytes;
 	struct bc_entry **buckets;
@@ -32,16 +34,18 @@ struct ar_blockcache {
 
 enum { BUCKETS = 1 << 14 };
 
-static uint32_t bc_hash(const struct ar_blockcache *c, uint64_t file_id, uint64_t offset)
+static uint32_t bc_hash(const struct bc_lru *c, uint64_t file_id, uint64_t offset)
 {
 	uint64_t h = file_id * 0x9E3779B97F4A7C15ull ^ offset * 0xC2B2AE3D27D4EB4Full;
 	h ^= h >> 29;
 	return (uint32_t)h & (c->bucket_count - 1);
 }
 
+static const struct ar_blockcache_ops lru_ops;
+
 int ar_blockcache_create(uint64_t capacity_bytes, struct ar_blockcache **cache_out)
 {
-	struct ar_blockcache *c = calloc(1, sizeof(*c));
+	struct bc_lru *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	c->bucket_count = BUCKETS;
@@ -50,12 +54,13 @@ int ar_blockcache_create(uint64_t capacity_bytes, struct ar_blockcache **cache_o
 		free(c);
 		return -ENOMEM;
 	}
+	c->base.ops = &lru_ops;
 	c->capacity_bytes = capacity_bytes;
-	*cache_out = c;
+	*cache_out = &c->base;
 	return 0;
 }
 
-static void bc_lru_unlink(struct ar_blockcache *c, struct bc_entry *e)
+static void bc_lru_unlink(struct bc_lru *c, struct bc_entry *e)
 {
 	if (e->lru_prev)
 		e->lru_prev->lru_next = e->lru_next;
@@ -68,7 +73,7 @@ static void bc_lru_unlink(struct ar_blockcache *c, struct bc_entry *e)
 	e->lru_prev = e->lru_next = NULL;
 }
 
-static void bc_lru_push_front(struct ar_blockcache *c, struct bc_entry *e)
+static void bc_lru_push_front(struct bc_lru *c, struct bc_entry *e)
 {
 	e->lru_prev = NULL;
 	e->lru_next = c->lru_head;
@@ -79,7 +84,7 @@ static void bc_lru_push_front(struct ar_blockcache *c, struct bc_entry *e)
 		c->lru_tail = e;
 }
 
-static void bc_remove(struct ar_blockcache *c, struct bc_entry *e)
+static void bc_remove(struct bc_lru *c, struct bc_entry *e)
 {
 	struct bc_entry **p = &c->buckets[bc_hash(c, e->file_id, e->offset)];
 	while (*p != e)
@@ -90,19 +95,21 @@ static void bc_remove(struct ar_blockcache *c, struct bc_entry *e)
 	free(e);
 }
 
-void ar_blockcache_destroy(struct ar_blockcache *c)
+static void lru_destroy(struct ar_blockcache *cache)
 {
-	if (!c)
-		return;
+	struct bc_lru *c = (struct bc_lru *)cache;
+
 	while (c->lru_head)
 		bc_remove(c, c->lru_head);
 	free(c->buckets);
 	free(c);
 }
 
-const uint8_t *ar_blockcache_get(struct ar_blockcache *c, uint64_t file_id, uint64_t offset,
-				 uint32_t *len_out)
+static const uint8_t *lru_get(struct ar_blockcache *cache, uint64_t file_id, uint64_t offset,
+			      uint32_t *len_out)
 {
+	struct bc_lru *c = (struct bc_lru *)cache;
+
 	for (struct bc_entry *e = c->buckets[bc_hash(c, file_id, offset)]; e; e = e->hash_next) {
 		if (e->file_id == file_id && e->offset == offset) {
 			bc_lru_unlink(c, e);
@@ -116,14 +123,15 @@ const uint8_t *ar_blockcache_get(struct ar_blockcache *c, uint64_t file_id, uint
 	return NULL;
 }
 
-int ar_blockcache_put(struct ar_blockcache *c, uint64_t file_id, uint64_t offset,
-		      const uint8_t *data, uint32_t len)
+static int lru_put(struct ar_blockcache *cache, uint64_t file_id, uint64_t offset,
+		   const uint8_t *data, uint32_t len)
 {
+	struct bc_lru *c = (struct bc_lru *)cache;
 	uint32_t old_len;
 
 	if (len > c->capacity_bytes)
 		return 0;
-	if (ar_blockcache_get(c, file_id, offset, &old_len)) {
+	if (lru_get(cache, file_id, offset, &old_len)) {
 		c->stats.hits--; /* not a lookup of the caller's */
 		bc_remove(c, c->lru_head);
 	}
@@ -147,14 +155,17 @@ int ar_blockcache_put(struct ar_blockcache *c, uint64_t file_id, uint64_t offset
 	return 0;
 }
 
-void ar_blockcache_clear(struct ar_blockcache *c)
+static void lru_clear(struct ar_blockcache *cache)
 {
+	struct bc_lru *c = (struct bc_lru *)cache;
+
 	while (c->lru_head)
 		bc_remove(c, c->lru_head);
 }
 
-void ar_blockcache_drop_file(struct ar_blockcache *c, uint64_t file_id)
+static void lru_drop_file(struct ar_blockcache *cache, uint64_t file_id)
 {
+	struct bc_lru *c = (struct bc_lru *)cache;
 	struct bc_entry *e = c->lru_head;
 	while (e) {
 		struct bc_entry *next = e->lru_next;
@@ -164,8 +175,19 @@ void ar_blockcache_drop_file(struct ar_blockcache *c, uint64_t file_id)
 	}
 }
 
-void ar_blockcache_stats_read(const struct ar_blockcache *c, struct ar_blockcache_stats *out)
+static void lru_stats_read(const struct ar_blockcache *cache, struct ar_blockcache_stats *out)
 {
+	const struct bc_lru *c = (const struct bc_lru *)cache;
+
 	*out = c->stats;
 	out->bytes = c->bytes;
 }
+
+static const struct ar_blockcache_ops lru_ops = {
+	.get = lru_get,
+	.put = lru_put,
+	.clear = lru_clear,
+	.drop_file = lru_drop_file,
+	.stats_read = lru_stats_read,
+	.destroy = lru_destroy,
+};
