@@ -518,6 +518,15 @@ bool pc_lookup(struct ar_pagecache *pc, const struct pc_key *k, pc_lsn lsn,
 	return true;
 }
 
+bool pc_probe(const struct ar_pagecache *pc, const struct pc_key *k, pc_lsn lsn)
+{
+	uint32_t index = pc_table_find(pc, k, pc_hash(k));
+	if (index == PC_NIL)
+		return false;
+	const struct pc_entry *e = &pc->entries[index];
+	return lsn >= e->mod_lsn && lsn <= e->known_lsn;
+}
+
 /* Apply the one-entry-per-key rule to an existing entry. */
 static void pc_entry_update(struct ar_pagecache *pc, uint32_t index, pc_lsn mod_lsn,
 			    pc_lsn known_lsn, const uint8_t page[PC_PAGE_BYTES])

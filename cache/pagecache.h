@@ -83,6 +83,11 @@ void pc_destroy(struct ar_pagecache *pc);
 bool pc_lookup(struct ar_pagecache *pc, const struct pc_key *k, pc_lsn lsn,
 	       uint8_t out[PC_PAGE_BYTES]);
 
+/* pc_probe() -- Whether pc_lookup would answer, without copying, counting or
+ * marking anything (the page service asks it to leave hits out of a batched
+ * engine read). */
+bool pc_probe(const struct ar_pagecache *pc, const struct pc_key *k, pc_lsn lsn);
+
 /*
  * pc_insert() -- Cache page, read at known_lsn, whose newest version is at
  * mod_lsn (mod_lsn <= known_lsn).  One entry per key: an existing entry is

@@ -36,11 +36,24 @@ enum ar_vfs_open_flags {
  * and is returned by ar_vfs_list_dir. */
 typedef int ar_vfs_entry_fn(void *ctx, const char *name);
 
+/* One read of a batch (ar_vfs_read_batch): the result is the byte count (short
+ * only at end of file) or -errno. */
+struct ar_vfs_read {
+	int fd;
+	uint32_t len;
+	void *buf;
+	uint64_t offset;
+	int64_t result;
+};
+/* Reads per batch: the real backend's ring holds a whole batch. */
+#define AR_VFS_BATCH_MAX 64
+
 struct ar_vfs_ops {
 	int (*open)(struct ar_vfs *vfs, const char *path, int flags, int *fd_out);
 	int (*close)(struct ar_vfs *vfs, int fd);
 	int64_t (*pread)(struct ar_vfs *vfs, int fd, void *buf, size_t len, uint64_t offset);
 	int64_t (*pwrite)(struct ar_vfs *vfs, int fd, const void *buf, size_t len, uint64_t offset);
+	int (*read_batch)(struct ar_vfs *vfs, struct ar_vfs_read *reads, uint32_t n);
 	int (*fsync)(struct ar_vfs *vfs, int fd);
 	int (*fdatasync)(struct ar_vfs *vfs, int fd);
 	int (*size)(struct ar_vfs *vfs, int fd, uint64_t *bytes_out);
@@ -72,6 +85,14 @@ static inline int ar_vfs_close(struct ar_vfs *v, int fd)
 static inline int64_t ar_vfs_pread(struct ar_vfs *v, int fd, void *buf, size_t len, uint64_t off)
 {
 	return v->ops->pread(v, fd, buf, len, off);
+}
+/* Reads of n (<= AR_VFS_BATCH_MAX) places at once, in one submission where the
+ * backend can (real: n SQEs, one io_uring_enter, then n completions); each
+ * read's result is set.  Returns 0, or -errno when the batch could not be
+ * issued at all (then every result is that error). */
+static inline int ar_vfs_read_batch(struct ar_vfs *v, struct ar_vfs_read *reads, uint32_t n)
+{
+	return v->ops->read_batch(v, reads, n);
 }
 /* Writes all len bytes or returns -errno (a backend retries short writes itself). */
 static inline int64_t ar_vfs_pwrite(struct ar_vfs *v, int fd, const void *buf, size_t len,

@@ -9,9 +9,10 @@
  * (opendir/readdir).
  *
  * Invariants:
- *  1. At most one SQE is in flight: the ring is empty between operations, so
- *     io_uring_get_sqe never fails and the next CQE is the one just submitted
- *     (its user_data is checked).
+ *  1. At most one operation is in flight: one SQE, or the SQEs of one read
+ *     batch (at most AR_VFS_BATCH_MAX, fewer than the ring's entries).  The
+ *     ring is empty between operations, so io_uring_get_sqe never fails and the
+ *     next CQEs are those just submitted (their user_data is checked).
  *  2. If a submission fails for good, the SQE may still sit in the ring and
  *     could run later with a buffer long gone; the instance then refuses every
  *     further operation with that error (broken) instead.
@@ -199,6 +200,88 @@ static int64_t real_pread(struct ar_vfs *v, int fd, void *buf, size_t len, uint6
 	return (int64_t)done;
 }
 
+/* Submit the n prepared SQEs of a batch: how many the kernel took, or -errno. */
+static int real_submit_all(struct real *r, uint32_t n)
+{
+	uint32_t done = 0;
+	int tries = 0;
+	while (done < n && tries++ < REAL_SUBMIT_TRIES_MAX) {
+		int rc = io_uring_submit(&r->ring);
+		if (rc > 0)
+			done += (uint32_t)rc;
+		else if (rc != -EAGAIN && rc != -EBUSY && rc != -EINTR)
+			return done > 0 ? (int)done : (rc < 0 ? rc : -EIO);
+	}
+	return (int)done;
+}
+
+/* A batch's completions, in whatever order they come: user_data names the read. */
+static int real_reap(struct real *r, struct ar_vfs_read *reads, uint64_t first, uint32_t n)
+{
+	for (uint32_t got = 0; got < n; got++) {
+		struct io_uring_cqe *cqe;
+		int rc;
+		do
+			rc = io_uring_wait_cqe(&r->ring, &cqe);
+		while (rc == -EINTR);
+		if (rc < 0)
+			return rc;
+		uint64_t i = cqe->user_data - first;
+		AR_ASSERT(i < n); /* invariant 1 */
+		reads[i].result = cqe->res;
+		io_uring_cqe_seen(&r->ring, cqe);
+	}
+	return 0;
+}
+
+/* One submission of n reads (n <= the ring's entries). */
+static int real_read_chunk(struct real *r, struct ar_vfs_read *reads, uint32_t n)
+{
+	uint64_t first = r->last_id + 1;
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+		AR_ASSERT(sqe != NULL); /* invariant 1 */
+		io_uring_prep_read(sqe, reads[i].fd, reads[i].buf, reads[i].len, reads[i].offset);
+		io_uring_sqe_set_data64(sqe, ++r->last_id);
+		reads[i].result = -EIO;
+	}
+	int took = n > 0 ? real_submit_all(r, n) : 0;
+	int rc = took < 0 ? took : real_reap(r, reads, first, (uint32_t)took);
+	if (rc < 0 || (uint32_t)took != n) {
+		r->broken = rc < 0 ? rc : -EIO; /* invariant 2 */
+		return r->broken;
+	}
+	return 0;
+}
+
+static int real_read_batch(struct ar_vfs *v, struct ar_vfs_read *reads, uint32_t n)
+{
+	struct real *r = real_of(v);
+	uint32_t chunk = r->ring.sq.ring_entries;
+
+	int rc = n > AR_VFS_BATCH_MAX ? -EINVAL : r->broken;
+	for (uint32_t i = 0; rc == 0 && i < n; i += chunk)
+		rc = real_read_chunk(r, reads + i, n - i < chunk ? n - i : chunk);
+	if (rc < 0) {
+		for (uint32_t i = 0; i < n; i++)
+			reads[i].result = rc;
+		return rc;
+	}
+	/* A short read not at the end of the file finishes one read at a time. */
+	for (uint32_t i = 0; i < n; i++) {
+		struct ar_vfs_read *q = &reads[i];
+		if (q->result > 0 && (uint64_t)q->result < q->len &&
+		    !real_at_eof(r, q->fd, q->offset + (uint64_t)q->result)) {
+			int64_t more = real_pread(v, q->fd, (uint8_t *)q->buf + q->result,
+						  q->len - (uint64_t)q->result,
+						  q->offset + (uint64_t)q->result);
+			q->result = more < 0 ? more : q->result + more;
+		}
+	}
+	return 0;
+}
+
 static int64_t real_pwrite_blocking(int fd, const void *buf, size_t len, uint64_t offset)
 {
 	size_t done = 0;
@@ -378,6 +461,7 @@ static const struct ar_vfs_ops real_ops = {
 	.open = real_open,
 	.close = real_close,
 	.pread = real_pread,
+	.read_batch = real_read_batch,
 	.pwrite = real_pwrite,
 	.fsync = real_fsync,
 	.fdatasync = real_fdatasync,

@@ -686,6 +686,17 @@ static int64_t sim_pread(struct ar_vfs *v, int fd, void *buf, size_t len, uint64
 	return (int64_t)n;
 }
 
+/* One after another: each is a pread to the fault injector. */
+static int sim_read_batch(struct ar_vfs *v, struct ar_vfs_read *reads, uint32_t n)
+{
+	if (n > AR_VFS_BATCH_MAX)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++)
+		reads[i].result =
+		    sim_pread(v, reads[i].fd, reads[i].buf, reads[i].len, reads[i].offset);
+	return 0;
+}
+
 static int64_t sim_pwrite(struct ar_vfs *v, int fd, const void *buf, size_t len, uint64_t offset)
 {
 	struct sim *s = sim_of(v);
@@ -943,6 +954,7 @@ static const struct ar_vfs_ops sim_ops = {
 	.open = sim_open,
 	.close = sim_close,
 	.pread = sim_pread,
+	.read_batch = sim_read_batch,
 	.pwrite = sim_pwrite,
 	.fsync = sim_fsync,
 	.fdatasync = sim_fsync, /* the sim keeps no metadata apart from data */

@@ -219,6 +219,43 @@ static void behave_names(struct ar_vfs *v, const char *root)
 	assert_int_equal(names.count, 0);
 }
 
+/* Batched reads: every read gets its own result, in one call. */
+static void behave_batch(struct ar_vfs *v, const char *root)
+{
+	enum { FILE_BYTES = 100000 };
+	static uint8_t data[FILE_BYTES], bufs[AR_VFS_BATCH_MAX][2000];
+	struct ar_vfs_read q[AR_VFS_BATCH_MAX + 1];
+	char p[PATH_BYTES];
+
+	for (size_t i = 0; i < FILE_BYTES; i++)
+		data[i] = (uint8_t)(i * 7 + i / 251);
+	put_file(v, path_of(p, root, "batch"), data, FILE_BYTES, false);
+	int fd = open_at(v, root, "batch", AR_VFS_READ);
+	for (uint32_t i = 0; i < AR_VFS_BATCH_MAX; i++)
+		q[i] = (struct ar_vfs_read){
+			.fd = fd, .len = 1000 + i, .buf = bufs[i], .offset = (uint64_t)i * 1500
+		};
+	q[60].offset = FILE_BYTES - 500; /* short: the end of the file */
+	q[61].offset = FILE_BYTES + 10;  /* past the end */
+	q[62].fd = 999;                  /* not open */
+	assert_int_equal(ar_vfs_read_batch(v, q, AR_VFS_BATCH_MAX), 0);
+	for (uint32_t i = 0; i < AR_VFS_BATCH_MAX; i++) {
+		if (i == 62) {
+			assert_int_equal(q[i].result, -EBADF);
+			continue;
+		}
+		uint64_t want = q[i].offset >= FILE_BYTES             ? 0
+				: q[i].offset + q[i].len > FILE_BYTES ? FILE_BYTES - q[i].offset
+								      : q[i].len;
+		assert_int_equal(q[i].result, (int64_t)want);
+		assert_memory_equal(bufs[i], data + (want ? q[i].offset : 0), want);
+	}
+	assert_int_equal(ar_vfs_read_batch(v, q, AR_VFS_BATCH_MAX + 1), -EINVAL);
+	assert_int_equal(ar_vfs_read_batch(v, q, 0), 0);
+	assert_int_equal(ar_vfs_close(v, fd), 0);
+	assert_int_equal(ar_vfs_unlink(v, path_of(p, root, "batch")), 0);
+}
+
 /* ---- the kernel backend ---- */
 
 static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
@@ -245,6 +282,11 @@ static void test_real_behaviour(void **state)
 	assert_non_null(mkdtemp(root));
 	behave_files(v, root);
 	behave_names(v, root);
+	behave_batch(v, root);
+	ar_vfs_destroy(v);
+	/* A ring smaller than a batch: the batch goes in ring-sized submissions. */
+	assert_int_equal(ar_vfs_real_create(8, &v), 0);
+	behave_batch(v, root);
 	/* DIRECT is honoured (or dropped where the filesystem lacks it). */
 	int fd = open_at(v, root, "direct", AR_VFS_WRITE | AR_VFS_CREATE | AR_VFS_DIRECT);
 	assert_true(fd >= 0);
@@ -275,6 +317,7 @@ static void test_sim_behaviour(void **state)
 
 	behave_files(v, "/t");
 	behave_names(v, "/t");
+	behave_batch(v, "/t");
 	assert_int_equal(ar_vfs_sim_bytes(v), 0);
 	ar_vfs_destroy(v);
 }

@@ -738,31 +738,19 @@ static int reader_grow(uint8_t **buf, size_t *cap, size_t need)
 	return grow((void **)buf, cap, need, 1);
 }
 
-/* The raw (decompressed, verified) bytes of the block at offset. */
-static int reader_block(struct lyr_reader *r, uint64_t offset, uint32_t bytes,
-			const uint8_t **raw_out, uint32_t *raw_len_out)
+/* Verify and decompress the block read at offset (io: its stored bytes) into
+ * r->raw, and cache it. */
+static int reader_block_decode(struct lyr_reader *r, uint64_t offset, uint32_t bytes,
+			       const uint8_t *io, const uint8_t **raw_out, uint32_t *raw_len_out)
 {
-	const uint8_t *cached = ar_blockcache_get(r->cache, r->file_id, offset, raw_len_out);
-	if (cached) {
-		*raw_out = cached;
-		return 0;
-	}
-	if (offset < LYR_HEADER_BYTES || bytes < LYR_BLOCK_HEADER_BYTES || offset > r->data_end ||
-	    bytes > r->data_end - offset)
-		return reader_corrupt(r, offset, "value block outside the data area");
-	int rc = reader_grow(&r->io, &r->io_cap, bytes);
-	if (rc == 0)
-		rc = reader_read(r, r->io, bytes, offset);
-	if (rc < 0)
-		return rc;
-	const uint8_t *h = r->io, *payload = r->io + LYR_BLOCK_HEADER_BYTES;
+	const uint8_t *h = io, *payload = io + LYR_BLOCK_HEADER_BYTES;
 	uint32_t raw_len = ar_get_be32(h + 8), stored = ar_get_be32(h + 12);
 	if (ar_get_be32(h) != LYR_BLOCK_MAGIC || h[4] > CODEC_ZSTD ||
 	    raw_len > LYR_BLOCK_RAW_BYTES_MAX || stored != bytes - LYR_BLOCK_HEADER_BYTES)
 		return reader_corrupt(r, offset, "bad value block header");
 	if (ar_get_be32(h + 16) != ar_crc32c(payload, stored))
 		return reader_corrupt(r, offset, "value block checksum mismatch");
-	rc = reader_grow(&r->raw, &r->raw_cap, raw_len ? raw_len : 1);
+	int rc = reader_grow(&r->raw, &r->raw_cap, raw_len ? raw_len : 1);
 	if (rc < 0)
 		return rc;
 	if (h[4] == CODEC_PLAIN) {
@@ -778,6 +766,31 @@ static int reader_block(struct lyr_reader *r, uint64_t offset, uint32_t bytes,
 	*raw_out = r->raw;
 	*raw_len_out = raw_len;
 	return rc;
+}
+
+static bool reader_block_in_data(const struct lyr_reader *r, uint64_t offset, uint32_t bytes)
+{
+	return offset >= LYR_HEADER_BYTES && bytes >= LYR_BLOCK_HEADER_BYTES &&
+	       offset <= r->data_end && bytes <= r->data_end - offset;
+}
+
+/* The raw (decompressed, verified) bytes of the block at offset. */
+static int reader_block(struct lyr_reader *r, uint64_t offset, uint32_t bytes,
+			const uint8_t **raw_out, uint32_t *raw_len_out)
+{
+	const uint8_t *cached = ar_blockcache_get(r->cache, r->file_id, offset, raw_len_out);
+	if (cached) {
+		*raw_out = cached;
+		return 0;
+	}
+	if (!reader_block_in_data(r, offset, bytes))
+		return reader_corrupt(r, offset, "value block outside the data area");
+	int rc = reader_grow(&r->io, &r->io_cap, bytes);
+	if (rc == 0)
+		rc = reader_read(r, r->io, bytes, offset);
+	if (rc < 0)
+		return rc;
+	return reader_block_decode(r, offset, bytes, r->io, raw_out, raw_len_out);
 }
 
 /* Load the value an index entry points at and check it is the one named. */
@@ -857,6 +870,94 @@ int lyr_reader_get(struct lyr_reader *r, const struct ar_key *key, ar_lsn lsn_be
 	if (rc < 0)
 		return rc;
 	return reader_walk(r, &c, kb, lsn_below, true, fn, ctx);
+}
+
+/* Entries of key below lsn_below in this layer walked at most: a prefetch
+ * bound, not a limit on the data (the ordinary read walks them all). */
+enum { LOCATE_ENTRIES_MAX = 256 };
+
+int lyr_reader_locate(struct lyr_reader *r, const struct ar_key *key, ar_lsn lsn_below,
+		      struct lyr_block_ref *refs, uint32_t max, uint32_t *count_out)
+{
+	uint8_t kb[AR_KEY_BYTES];
+	struct cursor c;
+	uint32_t n = 0;
+
+	*count_out = 0;
+	if (r->info.value_count == 0 || !ar_key_range_contains(&r->info.keys, key) || max == 0)
+		return 0;
+	ar_key_encode(key, kb);
+	int rc = reader_seek(r, kb, 0, &c);
+	/* Oldest first in the index: the newest value's block ends up in refs[0]. */
+	for (uint32_t walked = 0; rc == 0 && walked < LOCATE_ENTRIES_MAX; walked++) {
+		const uint8_t *e;
+		rc = reader_entry(r, &c, &e);
+		if (rc < 0 || !e || memcmp(e, kb, AR_KEY_BYTES) != 0 ||
+		    ar_get_be64(e + AR_KEY_BYTES) >= lsn_below)
+			break;
+		uint64_t block = ar_get_be64(e + 26);
+		if (n == 0 || refs[0].offset != block) {
+			uint32_t keep = n < max ? n : max - 1;
+			memmove(refs + 1, refs, keep * sizeof(*refs));
+			refs[0] = (struct lyr_block_ref){ .reader = r,
+							  .offset = block,
+							  .bytes = ar_get_be32(e + 34) };
+			n = keep + 1;
+		}
+		c.pos++;
+	}
+	*count_out = n;
+	return rc < 0 ? rc : 0;
+}
+
+/* One batch: read what is not cached (and not named twice), then decode it. */
+static bool load_batch(struct ar_vfs *vfs, const struct lyr_block_ref *refs, uint32_t n,
+		       uint32_t *read_out)
+{
+	struct ar_vfs_read q[AR_VFS_BATCH_MAX];
+	const struct lyr_block_ref *of[AR_VFS_BATCH_MAX];
+	uint32_t m = 0, len;
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct lyr_reader *r = refs[i].reader;
+		bool dup = false;
+		for (uint32_t j = 0; j < m && !dup; j++)
+			dup =
+			    of[j]->reader->file_id == r->file_id && of[j]->offset == refs[i].offset;
+		if (dup || !reader_block_in_data(r, refs[i].offset, refs[i].bytes) ||
+		    ar_blockcache_get(r->cache, r->file_id, refs[i].offset, &len))
+			continue;
+		void *buf = malloc(refs[i].bytes);
+		if (!buf)
+			break;
+		q[m] = (struct ar_vfs_read){
+			.fd = r->fd, .len = refs[i].bytes, .buf = buf, .offset = refs[i].offset
+		};
+		of[m++] = &refs[i];
+	}
+	if (m > 0 && ar_vfs_read_batch(vfs, q, m) == 0) {
+		for (uint32_t j = 0; j < m; j++) {
+			const uint8_t *raw;
+			if (q[j].result == (int64_t)q[j].len &&
+			    reader_block_decode(of[j]->reader, of[j]->offset, q[j].len, q[j].buf,
+						&raw, &len) == 0)
+				(*read_out)++;
+		}
+	}
+	for (uint32_t j = 0; j < m; j++)
+		free(q[j].buf);
+	return m > 0;
+}
+
+void lyr_load_blocks(struct ar_vfs *vfs, const struct lyr_block_ref *refs, uint32_t n,
+		     uint32_t *read_out, uint32_t *batches_out)
+{
+	*read_out = *batches_out = 0;
+	for (uint32_t i = 0; i < n; i += AR_VFS_BATCH_MAX) {
+		uint32_t m = n - i < AR_VFS_BATCH_MAX ? n - i : AR_VFS_BATCH_MAX;
+		if (load_batch(vfs, refs + i, m, read_out))
+			(*batches_out)++;
+	}
 }
 
 static int reader_scan(struct lyr_reader *r, bool values, lyr_value_fn *fn, void *ctx)

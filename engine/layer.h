@@ -108,6 +108,29 @@ typedef int lyr_value_fn(void *ctx, const struct ar_key *key, ar_lsn lsn,
 __attribute__((warn_unused_result)) int lyr_reader_get(struct lyr_reader *reader,
 						       const struct ar_key *key, ar_lsn lsn_below,
 						       lyr_value_fn *fn, void *ctx);
+/* A value block of a layer, as the index names it (a batched read's unit). */
+struct lyr_block_ref {
+	struct lyr_reader *reader;
+	uint64_t offset;
+	uint32_t bytes;
+};
+/* The value blocks holding key's values below lsn_below, from the index alone
+ * (index nodes are read, value blocks are not): up to max distinct blocks into
+ * refs, newest value's block first; *count_out of them.  0 blocks: the layer has
+ * no such value. */
+__attribute__((warn_unused_result)) int lyr_reader_locate(struct lyr_reader *reader,
+							  const struct ar_key *key,
+							  ar_lsn lsn_below,
+							  struct lyr_block_ref *refs, uint32_t max,
+							  uint32_t *count_out);
+/* Read the blocks of refs (of readers sharing vfs and cache) that are not cached,
+ * in batches of one vectored submission each (ar_vfs_read_batch), verify and
+ * decompress them, and put them in the cache.  Best effort: a block that fails
+ * is left for the ordinary read to meet and report.  *read_out: blocks read,
+ * *batches_out: submissions. */
+void lyr_load_blocks(struct ar_vfs *vfs, const struct lyr_block_ref *refs, uint32_t n,
+		     uint32_t *read_out, uint32_t *batches_out);
+
 /* Every value of the layer in (key, LSN) order. */
 __attribute__((warn_unused_result)) int lyr_reader_scan(struct lyr_reader *reader, lyr_value_fn *fn,
 							void *ctx);

@@ -11,6 +11,7 @@
 #include "engine/tenant.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -316,6 +317,68 @@ static void test_gc_horizon_and_strays(void **state)
 	fixture_fini(&f);
 }
 
+/* A batched read: the blocks of many keys in one vectored read, after which the
+ * reads themselves read nothing; a failed batch read changes no answer. */
+static void test_batched_read(void **state)
+{
+	enum { KEYS = 600, ASKED = 24 };
+	struct fixture f;
+	struct ar_key keys[ASKED];
+	ar_lsn lsns[ASKED];
+	struct ar_blockcache_stats before, after;
+	int rc;
+	(void)state;
+
+	fixture_init(&f);
+	struct ar_timeline *tl = tenant_timeline(f.tenant, &root_id);
+	for (uint32_t k = 0; k < KEYS; k++)
+		put_image(tl, k, 0x200, 1000 + k);
+	flush(tl);
+	for (uint32_t k = 0; k < KEYS; k += 2)
+		put_image(tl, k, 0x300, 5000 + k); /* even keys: a newer layer */
+	flush(tl);
+	for (uint32_t i = 0; i < ASKED; i++) {
+		keys[i] = key_n(i * 25); /* odd ones fall through to the older layer */
+		lsns[i] = i % 3 == 0 ? 0x2FF : 0x300;
+	}
+	for (int round = 0; round < 2; round++) {
+		ar_blockcache_clear(f.cache);
+		uint64_t batches = tl_stats(tl)->prefetch_batches;
+		uint64_t blocks = tl_stats(tl)->prefetch_blocks;
+		if (round == 1)
+			ar_vfs_sim_fail_next(f.vfs, "pread", -EIO);
+		tl_prefetch(tl, keys, lsns, ASKED);
+		assert_int_equal(tl_stats(tl)->prefetch_batches, batches + 1);
+		blocks = tl_stats(tl)->prefetch_blocks - blocks;
+		print_message("round %d: %" PRIu64 " blocks in one batch\n", round, blocks);
+		assert_true(round == 0 ? blocks >= 6 : blocks >= 5);
+		ar_blockcache_stats_read(f.cache, &before);
+		for (uint32_t i = 0; i < ASKED; i++) {
+			uint32_t k = i * 25;
+			bool newer = k % 2 == 0 && lsns[i] >= 0x300;
+			uint64_t want = newer ? 5000 + k : 1000 + k;
+			assert_int_equal(state_at(tl, k, lsns[i], &rc), want);
+			assert_int_equal(rc, 0);
+		}
+		ar_blockcache_stats_read(f.cache, &after);
+		/* Round 0: every block was there.  Round 1: one read failed (a
+		 * leaf's, so that key's leaf and block were missing, or a block's)
+		 * and the ordinary reads fetched what was missing. */
+		if (round == 0)
+			assert_int_equal(after.misses, before.misses);
+		else
+			assert_true(after.misses - before.misses >= 1 &&
+				    after.misses - before.misses <= 2);
+	}
+	/* Keys that do not exist and LSNs out of range read nothing. */
+	keys[0] = key_n(KEYS + 5);
+	lsns[1] = 0x301;
+	uint64_t blocks = tl_stats(tl)->prefetch_blocks;
+	tl_prefetch(tl, keys, lsns, 2);
+	assert_int_equal(tl_stats(tl)->prefetch_blocks, blocks);
+	fixture_fini(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +387,7 @@ int main(void)
 		cmocka_unit_test(test_backpressure_and_timeout),
 		cmocka_unit_test(test_relation_sizes),
 		cmocka_unit_test(test_gc_horizon_and_strays),
+		cmocka_unit_test(test_batched_read),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -742,6 +742,59 @@ int tl_get(struct ar_timeline *tl, const struct ar_key *key, ar_lsn lsn, uint8_t
 	return tl_reconstruct(tl, key, c, out, len_out);
 }
 
+/* ---- batched reads ---- */
+
+/* Sources a prefetch looks through per key, and blocks it takes from one. */
+enum { PREFETCH_SOURCES_MAX = 4, PREFETCH_BLOCKS_PER_SOURCE = 2 };
+
+/* The blocks reading key at lsn starts from: those of the first source, newest
+ * first, that holds a value of it (an image layer ends the walk; a source holding
+ * nothing of the key is passed over, as tl_collect does).  Values in memory need
+ * no read.  The ancestors are left to the ordinary read. */
+static uint32_t tl_prefetch_key(struct ar_timeline *tl, const struct ar_key *key, ar_lsn lsn,
+				struct lyr_block_ref *refs, uint32_t room)
+{
+	ar_lsn cont = lsn + 1;
+
+	for (uint32_t pass = 0; pass < PREFETCH_SOURCES_MAX; pass++) {
+		struct sources s;
+		tl_pick_sources(tl, key, cont, &s);
+		bool image_first =
+		    s.image && (!s.have_delta || s.image->ml.info.lsn_start >= s.delta_start);
+		struct tl_layer *l = image_first ? s.image : s.delta;
+		if (l) {
+			struct lyr_reader *r;
+			ar_lsn below = image_first ? l->ml.info.lsn_start + 1 : cont;
+			uint32_t max =
+			    room < PREFETCH_BLOCKS_PER_SOURCE ? room : PREFETCH_BLOCKS_PER_SOURCE;
+			uint32_t got = 0;
+			if (tl_layer_reader(tl, l, &r) < 0 ||
+			    lyr_reader_locate(r, key, below, refs, max, &got) < 0)
+				return 0; /* the ordinary read meets it and says what */
+			if (got > 0 || image_first)
+				return got;
+		}
+		if (!s.have_delta)
+			return 0;
+		cont = s.delta_start;
+	}
+	return 0;
+}
+
+void tl_prefetch(struct ar_timeline *tl, const struct ar_key *keys, const ar_lsn *lsns, uint32_t n)
+{
+	struct lyr_block_ref refs[AR_VFS_BATCH_MAX];
+	uint32_t m = 0, read = 0, batches = 0;
+
+	for (uint32_t i = 0; i < n && m < AR_VFS_BATCH_MAX; i++) {
+		if (lsns[i] <= tl->last_record_lsn && lsns[i] >= tl->gc_cutoff)
+			m += tl_prefetch_key(tl, &keys[i], lsns[i], refs + m, AR_VFS_BATCH_MAX - m);
+	}
+	lyr_load_blocks(tl->env->vfs, refs, m, &read, &batches);
+	tl->stats.prefetch_batches += batches;
+	tl->stats.prefetch_blocks += read;
+}
+
 /* ---- relation sizes ---- */
 
 int tl_rel_nblocks(struct ar_timeline *tl, struct ar_rel rel, ar_lsn lsn, uint32_t *nblocks_out)

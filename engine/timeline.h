@@ -65,6 +65,8 @@ struct tl_stats {
 	uint64_t gc_runs;
 	uint64_t gc_layers_removed;
 	uint64_t backpressure;
+	uint64_t prefetch_batches; /* vectored reads tl_prefetch submitted */
+	uint64_t prefetch_blocks;  /* value blocks they read */
 	uint32_t index_levels_max; /* deepest index of any layer written */
 };
 
@@ -143,6 +145,13 @@ __attribute__((warn_unused_result)) int tl_get(struct ar_timeline *tl, const str
 					       ar_lsn lsn, uint8_t out[AR_PAGE_BYTES],
 					       uint32_t *len_out);
 const char *tl_error(const struct ar_timeline *tl);
+
+/* Batched GetPage: bring in, with one vectored read (ar_vfs_read_batch), the layer
+ * blocks that tl_get of each keys[i] at lsns[i] will start from and that are not
+ * cached, so the tl_gets that follow find them in the cache.  Best effort and
+ * without effect on any answer: an error is left for tl_get to meet and report.
+ * At most AR_VFS_BATCH_MAX blocks. */
+void tl_prefetch(struct ar_timeline *tl, const struct ar_key *keys, const ar_lsn *lsns, uint32_t n);
 
 /* Relation size in blocks at lsn (its size key: a 4-byte little-endian block count);
  * -AR_ENOKEY if the relation does not exist then. */

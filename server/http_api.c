@@ -87,17 +87,24 @@ static json_t *http_status_json(const struct ar_server *s)
 		const struct ar_core_info *info = ar_runtime_core_info(s->runtime, i);
 		struct ar_pglisten_stats st;
 		ar_pglisten_stats_read(s->pglisten[i], &st);
-		json_array_append_new(
-		    cores,
-		    json_pack("{s:I, s:i, s:i, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "index",
-			      (json_int_t)info->index, "cpu", info->cpu, "numa_node",
-			      info->numa_node, "io_uring_single_issuer", info->uring_single_issuer,
-			      "connections_accepted", (json_int_t)st.connections_accepted,
-			      "connections_active", (json_int_t)st.connections_active,
-			      "connections_refused", (json_int_t)st.connections_refused, "queries",
-			      (json_int_t)st.queries, "page_streams", (json_int_t)st.streams,
-			      "streams_handed_off", (json_int_t)st.handoffs, "streams_adopted",
-			      (json_int_t)st.adopted));
+		const struct ar_pageservice_stats *ps = &s->cores[i].ps_stats;
+		json_t *core = json_pack(
+		    "{s:I, s:I, s:I, s:I}", "getpages", (json_int_t)atomic_load(&ps->getpages),
+		    "page_cache_hits", (json_int_t)atomic_load(&ps->page_cache_hits),
+		    "vectored_reads", (json_int_t)atomic_load(&ps->vectored_reads),
+		    "vectored_blocks", (json_int_t)atomic_load(&ps->vectored_blocks));
+		json_t *listen = json_pack(
+		    "{s:I, s:i, s:i, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "index",
+		    (json_int_t)info->index, "cpu", info->cpu, "numa_node", info->numa_node,
+		    "io_uring_single_issuer", info->uring_single_issuer, "connections_accepted",
+		    (json_int_t)st.connections_accepted, "connections_active",
+		    (json_int_t)st.connections_active, "connections_refused",
+		    (json_int_t)st.connections_refused, "queries", (json_int_t)st.queries,
+		    "page_streams", (json_int_t)st.streams, "streams_handed_off",
+		    (json_int_t)st.handoffs, "streams_adopted", (json_int_t)st.adopted);
+		json_object_update(core, listen);
+		json_decref(listen);
+		json_array_append_new(cores, core);
 	}
 	double uptime_s = (double)(ar_core_now_ns() - s->started_ns) / 1e9;
 	json_t *timelines = json_array();

@@ -138,6 +138,11 @@ struct ps_core {
 	uint32_t outbox_cap; /* grows: requests out plus answers owed to other cores */
 	bool outbox_timer;
 	bool executing_inline; /* ps_exec from ps_data: the answer needs no wake-up */
+	/* GetPages of this core's shards read from one stream's input in this pass,
+	 * run together at its drain (one batched engine read for their misses). */
+	struct ps_entry *batch[PS_WINDOW];
+	uint32_t batch_count;
+	struct ar_pageservice_stats *stats; /* the server's, for /v1/status */
 	struct ar_pgservice_ops ops;
 };
 
@@ -384,8 +389,15 @@ static bool maybe_missing_fork(uint32_t fork)
 	return fork == AR_FORK_FSM || fork == AR_FORK_VM;
 }
 
-static void exec_getpage(struct ar_pagecache *cache, struct ps_tl *t, struct ps_entry *e,
-			 ar_lsn lsn)
+/* One writer (the core): a relaxed load and store, no locked instruction. */
+static void stat_add(_Atomic uint64_t *counter, uint64_t n)
+{
+	atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
+static void exec_getpage(struct ar_pagecache *cache, struct ar_pageservice_stats *stats,
+			 struct ps_tl *t, struct ps_entry *e, ar_lsn lsn)
 {
 	char err[STORE_ERROR_BYTES];
 	struct ar_rel rel = req_rel(&e->req);
@@ -394,8 +406,12 @@ static void exec_getpage(struct ar_pagecache *cache, struct ps_tl *t, struct ps_
 	ar_key_encode(&key, ck.key);
 	e->resp.tag = PS_R_GETPAGE;
 	e->resp.page = e->page;
-	if (cache && pc_lookup(cache, &ck, lsn, e->page))
+	if (stats)
+		stat_add(&stats->getpages, 1);
+	if (cache && pc_lookup(cache, &ck, lsn, e->page)) {
+		stat_add(&stats->page_cache_hits, 1);
 		return;
+	}
 	ar_lsn since = lsn;
 	int rc = store_read_page_since(t->tl, &t->st, rel, e->req.blkno, lsn, e->page, &since, err);
 	/* ps_run checked lsn's range, so -ERANGE is a block at or beyond the end of a
@@ -519,7 +535,7 @@ static void wait_poll(struct ar_core *core, void *ctx)
 /* Answer e from timeline t at the LSN Neon's rules pick (cache: this core's
  * partition, or NULL); false when it waits for WAL (e->waits). */
 static bool ps_run(struct ps_tl *t, struct ps_entry *e, struct ar_pagecache *cache,
-		   uint64_t wait_ms)
+		   struct ar_pageservice_stats *stats, uint64_t wait_ms)
 {
 	char err[STORE_ERROR_BYTES];
 	ar_lsn lsn = 0;
@@ -553,7 +569,7 @@ static bool ps_run(struct ps_tl *t, struct ps_entry *e, struct ar_pagecache *cac
 			fail(e, "relation size: %s", ar_strerror(rc));
 		break;
 	case PS_GETPAGE:
-		exec_getpage(cache, t, e, lsn);
+		exec_getpage(cache, stats, t, e, lsn);
 		break;
 	case PS_DBSIZE: {
 		uint64_t bytes = 0;
@@ -584,7 +600,7 @@ static void ps_exec(struct ps_core *pc, struct ps_entry *e)
 		memset(&e->resp, 0, sizeof(e->resp));
 		e->resp.tag = PS_R_ERROR;
 		e->resp.error = e->error;
-	} else if (!ps_run(t, e, pc->cache, pc->server->config.wait_lsn_timeout_ms)) {
+	} else if (!ps_run(t, e, pc->cache, pc->stats, pc->server->config.wait_lsn_timeout_ms)) {
 		e->next_wait = pc->waiting;
 		pc->waiting = e;
 		wait_arm(pc);
@@ -646,7 +662,7 @@ static bool ps_live_job(struct live_job *job, struct ar_store *store, struct ar_
 				fail(e, "timeline %s/%s: %s", th, lh, err);
 		}
 		if (e->resp.tag != PS_R_ERROR &&
-		    !ps_run(&t, e, NULL, s->config.wait_lsn_timeout_ms))
+		    !ps_run(&t, e, NULL, NULL, s->config.wait_lsn_timeout_ms))
 			return false; /* waits for WAL */
 	}
 	struct ar_msg m = { .fn = ps_msg_done, .ptr = e };
@@ -809,6 +825,10 @@ static int ps_data(void *svc, void *state, const uint8_t *payload, uint32_t len,
 	/* SLRU segments live on shard 0 only; sizes and directories on every shard. */
 	e->shard = c->named_shard >= 0 && req.tag != PS_GETSLRU ? (uint32_t)c->named_shard : shard;
 	uint32_t owner = shard_core(pc->server, &c->tenant, e->shard);
+	if (owner == pc->index && req.tag == PS_GETPAGE && pc->batch_count < PS_WINDOW) {
+		pc->batch[pc->batch_count++] = e; /* run at this stream's drain */
+		return 1;
+	}
 	if (owner == pc->index) {
 		pc->executing_inline = true;
 		ps_exec(pc, e);
@@ -820,10 +840,84 @@ static int ps_data(void *svc, void *state, const uint8_t *payload, uint32_t len,
 	return 1;
 }
 
+/* The LSN a GetPage will read at, if Neon's rules let it read now (else it fails
+ * or waits, and ps_run says so); no side effect. */
+static bool ready_lsn(struct ps_tl *t, const struct ps_request *r, ar_lsn *out)
+{
+	ar_lsn last = tl_last_record_lsn(t->tl);
+	if (r->request_lsn == 0 || r->request_lsn < r->not_modified_since ||
+	    r->request_lsn < tl_gc_cutoff(t->tl) || r->not_modified_since > last)
+		return false;
+	*out = r->request_lsn < last ? r->request_lsn : last;
+	return true;
+}
+
+/* The engine reads of a batch's GetPages that the page cache will not answer, in
+ * one batched read per timeline (tl_prefetch): each page's block and its
+ * relation's size, whose layer blocks the reads that follow find cached. */
+static void ps_prefetch(struct ps_core *pc, struct ps_entry **batch, uint32_t n)
+{
+	struct ar_key keys[2 * PS_WINDOW];
+	ar_lsn lsns[2 * PS_WINDOW];
+	struct ps_tl *cur = NULL;
+	uint32_t m = 0, misses = 0;
+
+	for (uint32_t i = 0; i <= n; i++) {
+		struct ps_entry *e = i < n ? batch[i] : NULL;
+		struct ps_conn *c = e ? e->conn : NULL;
+		struct ps_hosted *h =
+		    e ? ps_host(pc, &c->tenant, e->shard, c->map.shard_count, e->error) : NULL;
+		struct ps_tl *t = h ? ps_timeline(pc, h, &c->timeline, e->error) : NULL;
+		ar_lsn lsn = 0;
+		struct pc_key ck = { .space = t ? t->space : 0 };
+		struct ar_rel rel = e ? req_rel(&e->req) : (struct ar_rel){ 0 };
+		struct ar_key key = ar_key_rel_block(rel, e ? e->req.blkno : 0);
+		ar_key_encode(&key, ck.key);
+		if (e && (!t || !ready_lsn(t, &e->req, &lsn) ||
+			  (pc->cache && pc_probe(pc->cache, &ck, lsn))))
+			continue; /* not read from the engine now */
+		if ((t != cur || !e) && m > 0) {
+			if (misses >= 2) { /* one miss gains nothing from a batch */
+				const struct tl_stats *st = tl_stats(cur->tl);
+				uint64_t reads = st->prefetch_batches, blocks = st->prefetch_blocks;
+				tl_prefetch(cur->tl, keys, lsns, m);
+				stat_add(&pc->stats->vectored_reads, st->prefetch_batches - reads);
+				stat_add(&pc->stats->vectored_blocks, st->prefetch_blocks - blocks);
+			}
+			m = misses = 0;
+		}
+		if (!e)
+			break;
+		cur = t;
+		keys[m] = ar_key_rel_size(rel);
+		lsns[m++] = lsn;
+		keys[m] = key;
+		lsns[m++] = lsn;
+		misses++;
+	}
+}
+
+/* The GetPages ps_data gathered from stream c: their batched engine read, then each. */
+static void ps_batch_run(struct ps_core *pc, struct ps_conn *c)
+{
+	uint32_t n = pc->batch_count;
+	if (n == 0)
+		return;
+	pc->batch_count = 0;
+	if (n >= 2)
+		ps_prefetch(pc, pc->batch, n);
+	for (uint32_t i = 0; i < n; i++) {
+		/* Only c is drained next: another stream's answer needs its wake-up. */
+		pc->executing_inline = pc->batch[i]->conn == c;
+		ps_exec(pc, pc->batch[i]);
+	}
+	pc->executing_inline = false;
+}
+
 static bool ps_drain(void *svc, void *state, struct pgw_out *out)
 {
 	struct ps_conn *c = state;
-	(void)svc;
+	ps_batch_run(svc, c);
 	while (c->count > 0) {
 		struct ps_entry *e = &c->e[c->head];
 		if (e->state != PS_DONE)
@@ -904,6 +998,7 @@ int ar_pageservice_core_start(struct ar_server *s, struct ar_core *core)
 	pc->server = s;
 	pc->core = core;
 	pc->index = index;
+	pc->stats = &s->cores[index].ps_stats;
 	if (s->config.page_cache_bytes > 0) {
 		int rc = pc_create(s->config.page_cache_bytes, ar_core_info(core)->numa_node,
 				   &pc->cache);

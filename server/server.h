@@ -14,6 +14,7 @@
 #include "common/datadir.h"
 #include "ingest/live.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -21,11 +22,21 @@ struct ar_server;
 
 struct ps_core;
 
+/* What one core's page service did: written by that core only (relaxed), read by
+ * /v1/status. */
+struct ar_pageservice_stats {
+	_Atomic uint64_t getpages;
+	_Atomic uint64_t page_cache_hits;
+	_Atomic uint64_t vectored_reads;  /* batched engine reads (tl_prefetch) submitted */
+	_Atomic uint64_t vectored_blocks; /* layer blocks they read */
+};
+
 /* The context of one core's health/page service. */
 struct ar_server_core {
 	struct ar_server *server;
 	uint32_t index;
 	struct ps_core *ps; /* server/pageservice.c, written by the core's start hook */
+	struct ar_pageservice_stats ps_stats;
 };
 
 struct ar_server {
