@@ -81,6 +81,9 @@ struct ps_entry {
 	uint64_t deadline_ns;
 	enum ps_entry_state state; /* written by the connection's core only */
 	bool waits;                /* the executor's: waiting for WAL */
+	bool deferred;             /* a page cache miss left for the batch's engine read */
+	struct ps_tl *read_tl;     /* when deferred: where and at which LSN */
+	ar_lsn read_lsn;
 	struct ps_response resp;
 	uint8_t *slru; /* malloc'd by the owner, freed when sent */
 	char error[PS_ERROR_TEXT_MAX + 1];
@@ -142,6 +145,9 @@ struct ps_core {
 	 * run together at its drain (one batched engine read for their misses). */
 	struct ps_entry *batch[PS_WINDOW];
 	uint32_t batch_count;
+	bool defer_misses; /* running a batch: GetPages that miss the cache are deferred */
+	struct ps_entry *deferred[PS_WINDOW];
+	uint32_t deferred_count;
 	struct ar_pageservice_stats *stats; /* the server's, for /v1/status */
 	struct ar_pgservice_ops ops;
 };
@@ -396,22 +402,12 @@ static void stat_add(_Atomic uint64_t *counter, uint64_t n)
 			      memory_order_relaxed);
 }
 
-static void exec_getpage(struct ar_pagecache *cache, struct ar_pageservice_stats *stats,
-			 struct ps_tl *t, struct ps_entry *e, ar_lsn lsn)
+/* Read e's page from the engine (the page cache missed) and cache it. */
+static void getpage_read(struct ar_pagecache *cache, struct ps_tl *t, struct ps_entry *e,
+			 ar_lsn lsn)
 {
 	char err[STORE_ERROR_BYTES];
 	struct ar_rel rel = req_rel(&e->req);
-	struct ar_key key = ar_key_rel_block(rel, e->req.blkno);
-	struct pc_key ck = { .space = t->space };
-	ar_key_encode(&key, ck.key);
-	e->resp.tag = PS_R_GETPAGE;
-	e->resp.page = e->page;
-	if (stats)
-		stat_add(&stats->getpages, 1);
-	if (cache && pc_lookup(cache, &ck, lsn, e->page)) {
-		stat_add(&stats->page_cache_hits, 1);
-		return;
-	}
 	ar_lsn since = lsn;
 	int rc = store_read_page_since(t->tl, &t->st, rel, e->req.blkno, lsn, e->page, &since, err);
 	/* ps_run checked lsn's range, so -ERANGE is a block at or beyond the end of a
@@ -426,8 +422,36 @@ static void exec_getpage(struct ar_pagecache *cache, struct ar_pageservice_stats
 		fail(e, "%s", err);
 		return;
 	}
-	if (cache)
+	if (cache) {
+		struct pc_key ck = { .space = t->space };
+		struct ar_key key = ar_key_rel_block(rel, e->req.blkno);
+		ar_key_encode(&key, ck.key);
 		pc_insert(cache, &ck, since, lsn, e->page);
+	}
+}
+
+/* defer: a miss is left for the batch's engine read (e->deferred). */
+static void exec_getpage(struct ar_pagecache *cache, struct ar_pageservice_stats *stats,
+			 struct ps_tl *t, struct ps_entry *e, ar_lsn lsn, bool defer)
+{
+	struct ar_key key = ar_key_rel_block(req_rel(&e->req), e->req.blkno);
+	struct pc_key ck = { .space = t->space };
+	ar_key_encode(&key, ck.key);
+	e->resp.tag = PS_R_GETPAGE;
+	e->resp.page = e->page;
+	if (stats)
+		stat_add(&stats->getpages, 1);
+	if (cache && pc_lookup(cache, &ck, lsn, e->page)) {
+		stat_add(&stats->page_cache_hits, 1);
+		return;
+	}
+	if (defer) {
+		e->deferred = true;
+		e->read_tl = t;
+		e->read_lsn = lsn;
+		return;
+	}
+	getpage_read(cache, t, e, lsn);
 }
 
 static void exec_slru(struct ps_tl *t, struct ps_entry *e, ar_lsn lsn)
@@ -535,13 +559,14 @@ static void wait_poll(struct ar_core *core, void *ctx)
 /* Answer e from timeline t at the LSN Neon's rules pick (cache: this core's
  * partition, or NULL); false when it waits for WAL (e->waits). */
 static bool ps_run(struct ps_tl *t, struct ps_entry *e, struct ar_pagecache *cache,
-		   struct ar_pageservice_stats *stats, uint64_t wait_ms)
+		   struct ar_pageservice_stats *stats, uint64_t wait_ms, bool defer)
 {
 	char err[STORE_ERROR_BYTES];
 	ar_lsn lsn = 0;
 	int rc;
 
 	e->waits = false;
+	e->deferred = false;
 	memset(&e->resp, 0, sizeof(e->resp));
 	if (!effective_lsn(t, e, wait_ms, &lsn))
 		return !e->waits;
@@ -569,7 +594,7 @@ static bool ps_run(struct ps_tl *t, struct ps_entry *e, struct ar_pagecache *cac
 			fail(e, "relation size: %s", ar_strerror(rc));
 		break;
 	case PS_GETPAGE:
-		exec_getpage(cache, stats, t, e, lsn);
+		exec_getpage(cache, stats, t, e, lsn, defer);
 		break;
 	case PS_DBSIZE: {
 		uint64_t bytes = 0;
@@ -600,10 +625,14 @@ static void ps_exec(struct ps_core *pc, struct ps_entry *e)
 		memset(&e->resp, 0, sizeof(e->resp));
 		e->resp.tag = PS_R_ERROR;
 		e->resp.error = e->error;
-	} else if (!ps_run(t, e, pc->cache, pc->stats, pc->server->config.wait_lsn_timeout_ms)) {
+	} else if (!ps_run(t, e, pc->cache, pc->stats, pc->server->config.wait_lsn_timeout_ms,
+			   pc->defer_misses)) {
 		e->next_wait = pc->waiting;
 		pc->waiting = e;
 		wait_arm(pc);
+		return;
+	} else if (e->deferred) {
+		pc->deferred[pc->deferred_count++] = e; /* ps_batch_run reads and finishes it */
 		return;
 	}
 	ps_finish(pc, e);
@@ -662,7 +691,7 @@ static bool ps_live_job(struct live_job *job, struct ar_store *store, struct ar_
 				fail(e, "timeline %s/%s: %s", th, lh, err);
 		}
 		if (e->resp.tag != PS_R_ERROR &&
-		    !ps_run(&t, e, NULL, NULL, s->config.wait_lsn_timeout_ms))
+		    !ps_run(&t, e, NULL, NULL, s->config.wait_lsn_timeout_ms, false))
 			return false; /* waits for WAL */
 	}
 	struct ar_msg m = { .fn = ps_msg_done, .ptr = e };
@@ -840,77 +869,63 @@ static int ps_data(void *svc, void *state, const uint8_t *payload, uint32_t len,
 	return 1;
 }
 
-/* The LSN a GetPage will read at, if Neon's rules let it read now (else it fails
- * or waits, and ps_run says so); no side effect. */
-static bool ready_lsn(struct ps_tl *t, const struct ps_request *r, ar_lsn *out)
-{
-	ar_lsn last = tl_last_record_lsn(t->tl);
-	if (r->request_lsn == 0 || r->request_lsn < r->not_modified_since ||
-	    r->request_lsn < tl_gc_cutoff(t->tl) || r->not_modified_since > last)
-		return false;
-	*out = r->request_lsn < last ? r->request_lsn : last;
-	return true;
-}
-
-/* The engine reads of a batch's GetPages that the page cache will not answer, in
- * one batched read per timeline (tl_prefetch): each page's block and its
- * relation's size, whose layer blocks the reads that follow find cached. */
-static void ps_prefetch(struct ps_core *pc, struct ps_entry **batch, uint32_t n)
+/* One batched engine read (tl_prefetch) for the deferred GetPages of one
+ * timeline: each page's key and its relation's size key. */
+static void ps_prefetch(struct ps_core *pc, struct ps_entry **list, uint32_t n)
 {
 	struct ar_key keys[2 * PS_WINDOW];
 	ar_lsn lsns[2 * PS_WINDOW];
-	struct ps_tl *cur = NULL;
-	uint32_t m = 0, misses = 0;
+	uint32_t m = 0;
+	struct ps_tl *t = list[0]->read_tl;
 
-	for (uint32_t i = 0; i <= n; i++) {
-		struct ps_entry *e = i < n ? batch[i] : NULL;
-		struct ps_conn *c = e ? e->conn : NULL;
-		struct ps_hosted *h =
-		    e ? ps_host(pc, &c->tenant, e->shard, c->map.shard_count, e->error) : NULL;
-		struct ps_tl *t = h ? ps_timeline(pc, h, &c->timeline, e->error) : NULL;
-		ar_lsn lsn = 0;
-		struct pc_key ck = { .space = t ? t->space : 0 };
-		struct ar_rel rel = e ? req_rel(&e->req) : (struct ar_rel){ 0 };
-		struct ar_key key = ar_key_rel_block(rel, e ? e->req.blkno : 0);
-		ar_key_encode(&key, ck.key);
-		if (e && (!t || !ready_lsn(t, &e->req, &lsn) ||
-			  (pc->cache && pc_probe(pc->cache, &ck, lsn))))
-			continue; /* not read from the engine now */
-		if ((t != cur || !e) && m > 0) {
-			if (misses >= 2) { /* one miss gains nothing from a batch */
-				const struct tl_stats *st = tl_stats(cur->tl);
-				uint64_t reads = st->prefetch_batches, blocks = st->prefetch_blocks;
-				tl_prefetch(cur->tl, keys, lsns, m);
-				stat_add(&pc->stats->vectored_reads, st->prefetch_batches - reads);
-				stat_add(&pc->stats->vectored_blocks, st->prefetch_blocks - blocks);
-			}
-			m = misses = 0;
-		}
-		if (!e)
-			break;
-		cur = t;
+	for (uint32_t i = 0; i < n; i++) {
+		struct ar_rel rel = req_rel(&list[i]->req);
 		keys[m] = ar_key_rel_size(rel);
-		lsns[m++] = lsn;
-		keys[m] = key;
-		lsns[m++] = lsn;
-		misses++;
+		lsns[m++] = list[i]->read_lsn;
+		keys[m] = ar_key_rel_block(rel, list[i]->req.blkno);
+		lsns[m++] = list[i]->read_lsn;
 	}
+	const struct tl_stats *st = tl_stats(t->tl);
+	uint64_t reads = st->prefetch_batches, blocks = st->prefetch_blocks;
+	tl_prefetch(t->tl, keys, lsns, m);
+	stat_add(&pc->stats->vectored_reads, st->prefetch_batches - reads);
+	stat_add(&pc->stats->vectored_blocks, st->prefetch_blocks - blocks);
 }
 
-/* The GetPages ps_data gathered from stream c: their batched engine read, then each. */
+/* The GetPages ps_data gathered from stream c.  Those the page cache answers go
+ * first; the misses are deferred, their layer blocks read in one batch per
+ * timeline, then each is read and finished. */
 static void ps_batch_run(struct ps_core *pc, struct ps_conn *c)
 {
 	uint32_t n = pc->batch_count;
 	if (n == 0)
 		return;
 	pc->batch_count = 0;
-	if (n >= 2)
-		ps_prefetch(pc, pc->batch, n);
+	pc->deferred_count = 0;
+	pc->defer_misses = n >= 2; /* one miss gains nothing from a batch */
 	for (uint32_t i = 0; i < n; i++) {
 		/* Only c is drained next: another stream's answer needs its wake-up. */
 		pc->executing_inline = pc->batch[i]->conn == c;
 		ps_exec(pc, pc->batch[i]);
 	}
+	pc->defer_misses = false;
+	struct ps_entry **d = pc->deferred;
+	uint32_t nd = pc->deferred_count, done = 0;
+	while (done < nd) { /* runs of one timeline (a stream reads one) */
+		uint32_t run = 1;
+		while (done + run < nd && d[done + run]->read_tl == d[done]->read_tl)
+			run++;
+		if (run >= 2)
+			ps_prefetch(pc, d + done, run);
+		done += run;
+	}
+	for (uint32_t i = 0; i < nd; i++) {
+		pc->executing_inline = d[i]->conn == c;
+		getpage_read(pc->cache, d[i]->read_tl, d[i], d[i]->read_lsn);
+		d[i]->deferred = false;
+		ps_finish(pc, d[i]);
+	}
+	pc->deferred_count = 0;
 	pc->executing_inline = false;
 }
 
