@@ -77,8 +77,10 @@ static const struct knob knob_table[] = {
 	  3600000, "how often a live timeline persists its position and trims its WAL log" },
 	{ "checkpoint_distance_bytes", KNOB_BYTES, KNOB_FIELD(checkpoint_distance_bytes), "256MiB",
 	  1u << 20, 1ull << 40, "WAL held in memory before it is written as a layer file" },
-	{ "layer_cache_bytes", KNOB_BYTES, KNOB_FIELD(layer_cache_bytes), "256MiB", 1u << 20,
-	  1ull << 40, "each live tenant's cache of layer-file blocks" },
+	{ "layer_cache_bytes", KNOB_BYTES, KNOB_FIELD(layer_cache_bytes), "128MiB", 4u << 20,
+	  1ull << 40,
+	  "each core's cache of layer-file blocks (and each live tenant's own on its ingest "
+	  "thread)" },
 	{ "page_cache_bytes", KNOB_BYTES, KNOB_FIELD(page_cache_bytes), "64MiB", 0, 1ull << 40,
 	  "each core's cache of reconstructed pages (0: none)" },
 	{ "wait_lsn_timeout_ms", KNOB_MS, KNOB_FIELD(wait_lsn_timeout_ms), "300s", 1, 3600000,

@@ -147,8 +147,12 @@ int store_open(const char *dir, const struct tl_id *tenant, bool create,
 		return rc;
 	}
 	rc = ar_vfs_real_create(256, &s->vfs);
-	if (rc == 0)
+	if (rc == 0 && o->cache) {
+		s->cache = o->cache;
+	} else if (rc == 0) {
 		rc = ar_blockcache_create(o->cache_bytes, &s->cache);
+		s->cache_owned = rc == 0;
+	}
 	if (rc < 0) {
 		store_close(s);
 		return store_fail(err, rc, "starting the store", strerror(-rc));
@@ -179,7 +183,7 @@ void store_close(struct ar_store *s)
 	if (s->tenant)
 		tenant_close(s->tenant);
 	ar_redopool_destroy(s->redopool);
-	if (s->cache)
+	if (s->cache_owned)
 		ar_blockcache_destroy(s->cache);
 	if (s->vfs)
 		ar_vfs_destroy(s->vfs);

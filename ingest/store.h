@@ -28,7 +28,10 @@ struct store_options {
 	 * need PostgreSQL's redo fail with an error saying so. */
 	const char *walredo_path;
 	uint32_t redo_timeout_ms; /* 0: the pool's default */
-	uint64_t cache_bytes;
+	uint64_t cache_bytes;     /* of the store's own block cache (an LRU) */
+	/* Or a block cache the caller owns and destroys after store_close (the page
+	 * service's view on its core's partition); cache_bytes is then unused. */
+	struct ar_blockcache *cache;
 	uint64_t checkpoint_distance_bytes;
 	struct tl_compact_params compact;
 	/* The caller (the page server) holds the data directory's lock already. */
@@ -51,6 +54,7 @@ struct ar_store {
 	struct ar_datadir dd;
 	struct ar_vfs *vfs;
 	struct ar_blockcache *cache;
+	bool cache_owned; /* made by store_open (else store_options.cache) */
 	struct ar_applier applier;
 	struct ar_redopool *redopool; /* NULL: no argon-walredo was found */
 	struct tl_env env;

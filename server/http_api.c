@@ -88,11 +88,15 @@ static json_t *http_status_json(const struct ar_server *s)
 		struct ar_pglisten_stats st;
 		ar_pglisten_stats_read(s->pglisten[i], &st);
 		const struct ar_pageservice_stats *ps = &s->cores[i].ps_stats;
-		json_t *core = json_pack(
-		    "{s:I, s:I, s:I, s:I}", "getpages", (json_int_t)atomic_load(&ps->getpages),
-		    "page_cache_hits", (json_int_t)atomic_load(&ps->page_cache_hits),
-		    "vectored_reads", (json_int_t)atomic_load(&ps->vectored_reads),
-		    "vectored_blocks", (json_int_t)atomic_load(&ps->vectored_blocks));
+		json_t *core =
+		    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "getpages",
+			      (json_int_t)atomic_load(&ps->getpages), "page_cache_hits",
+			      (json_int_t)atomic_load(&ps->page_cache_hits), "vectored_reads",
+			      (json_int_t)atomic_load(&ps->vectored_reads), "vectored_blocks",
+			      (json_int_t)atomic_load(&ps->vectored_blocks), "layer_cache_hits",
+			      (json_int_t)atomic_load(&ps->layer_cache_hits), "layer_cache_misses",
+			      (json_int_t)atomic_load(&ps->layer_cache_misses), "layer_cache_bytes",
+			      (json_int_t)atomic_load(&ps->layer_cache_bytes));
 		json_t *listen = json_pack(
 		    "{s:I, s:i, s:i, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "index",
 		    (json_int_t)info->index, "cpu", info->cpu, "numa_node", info->numa_node,

@@ -41,6 +41,7 @@
  */
 #include "server/server.h"
 
+#include "cache/layercache.h"
 #include "cache/pagecache.h"
 #include "common/arena.h"
 #include "common/assert.h"
@@ -117,6 +118,7 @@ struct ps_hosted {
 	struct tl_id tenant;
 	uint32_t shard;
 	struct ar_store *store;
+	struct ar_blockcache *blocks; /* its view on the core's layer cache */
 	struct ps_tl tls[PS_TIMELINES_MAX];
 	uint32_t tl_count;
 };
@@ -130,7 +132,8 @@ struct ps_core {
 	struct ar_server *server;
 	struct ar_core *core;
 	uint32_t index;
-	struct ar_pagecache *cache; /* NULL: page_cache_bytes = 0 */
+	struct ar_pagecache *cache;   /* NULL: page_cache_bytes = 0 */
+	struct ar_layercache *layers; /* layer-file blocks of every store hosted here */
 	struct ps_hosted *hosted[PS_HOSTED_MAX];
 	uint32_t hosted_count;
 	uint32_t next_space;
@@ -320,12 +323,17 @@ static struct ps_hosted *ps_host(struct ps_core *pc, const struct tl_id *tenant,
 	struct store_options o;
 	store_options_default(&o);
 	o.datadir_held = true;
-	o.cache_bytes = pc->server->config.layer_cache_bytes;
 	o.shard_number = shard;
 	o.shard_count = shard_count;
-	int rc = store_open(pc->server->config.data_dir, tenant, false, &o, &h->store, err);
+	int rc = lc_view_create(pc->layers, pc->next_space++, &h->blocks);
+	if (rc < 0)
+		snprintf(err, sizeof(err), "its layer cache view: %s", strerror(-rc));
+	o.cache = h->blocks;
+	if (rc == 0)
+		rc = store_open(pc->server->config.data_dir, tenant, false, &o, &h->store, err);
 	if (rc < 0) {
 		snprintf(error, PS_ERROR_TEXT_MAX, "opening tenant %s: %s", hex, err);
+		ar_blockcache_destroy(h->blocks);
 		free(h);
 		return NULL;
 	}
@@ -400,6 +408,16 @@ static void stat_add(_Atomic uint64_t *counter, uint64_t n)
 {
 	atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + n,
 			      memory_order_relaxed);
+}
+
+/* The layer cache's counters for /v1/status (only this core reads the cache). */
+static void publish_layer_stats(struct ps_core *pc)
+{
+	struct lc_stats st;
+	lc_stats_read(pc->layers, &st);
+	atomic_store_explicit(&pc->stats->layer_cache_hits, st.hits, memory_order_relaxed);
+	atomic_store_explicit(&pc->stats->layer_cache_misses, st.misses, memory_order_relaxed);
+	atomic_store_explicit(&pc->stats->layer_cache_bytes, st.bytes, memory_order_relaxed);
 }
 
 /* Read e's page from the engine (the page cache missed) and cache it. */
@@ -709,7 +727,9 @@ static void ps_msg_exec(struct ar_core *core, struct ar_msg *msg)
 {
 	struct ps_entry *e = msg->ptr;
 	struct ar_server *s = e->conn->home->server;
-	ps_exec(core_ps(s, ar_core_info(core)->index), e);
+	struct ps_core *pc = core_ps(s, ar_core_info(core)->index);
+	ps_exec(pc, e);
+	publish_layer_stats(pc);
 }
 
 /* ---- the listener's service ---- */
@@ -927,6 +947,7 @@ static void ps_batch_run(struct ps_core *pc, struct ps_conn *c)
 	}
 	pc->deferred_count = 0;
 	pc->executing_inline = false;
+	publish_layer_stats(pc);
 }
 
 static bool ps_drain(void *svc, void *state, struct pgw_out *out)
@@ -1020,6 +1041,9 @@ int ar_pageservice_core_start(struct ar_server *s, struct ar_core *core)
 		if (rc < 0)
 			return rc;
 	}
+	int rc = lc_create(s->config.layer_cache_bytes, ar_core_info(core)->numa_node, &pc->layers);
+	if (rc < 0)
+		return rc;
 	pc->ops = (struct ar_pgservice_ops){
 		.state_bytes = sizeof(struct ps_conn),
 		.query = ps_query,
@@ -1048,9 +1072,13 @@ void ar_pageservice_core_stop(struct ar_server *s, struct ar_core *core)
 		return;
 	for (uint32_t i = 0; i < pc->hosted_count; i++) {
 		store_close(pc->hosted[i]->store);
+		ar_blockcache_destroy(pc->hosted[i]->blocks);
 		free(pc->hosted[i]);
 	}
 	pc->hosted_count = 0;
+	if (pc->layers)
+		lc_destroy(pc->layers);
+	pc->layers = NULL;
 	if (pc->cache)
 		pc_destroy(pc->cache);
 	pc->cache = NULL;

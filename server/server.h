@@ -29,6 +29,10 @@ struct ar_pageservice_stats {
 	_Atomic uint64_t page_cache_hits;
 	_Atomic uint64_t vectored_reads;  /* batched engine reads (tl_prefetch) submitted */
 	_Atomic uint64_t vectored_blocks; /* layer blocks they read */
+	/* The core's layer cache (cache/layercache.h), as of its last batch. */
+	_Atomic uint64_t layer_cache_hits;
+	_Atomic uint64_t layer_cache_misses;
+	_Atomic uint64_t layer_cache_bytes;
 };
 
 /* The context of one core's health/page service. */

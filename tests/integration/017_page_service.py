@@ -219,14 +219,16 @@ def core_counters(srv, *names):
 def test_batched_engine_reads(imported):
     """GetPages that arrive together and miss the page cache are read from the
     layer files together: one vectored read (a batch of io_uring reads) for the
-    blocks they start from, counted in /v1/status.  Pages equal the export."""
+    blocks they start from, counted in /v1/status.  The blocks land in the
+    core's layer cache, where the reads find them.  Pages equal the export."""
     result, datadir, export_dir = imported
     lsn = wl.lsn_int(result.end_lsn)
     rels = ps.relation_files(export_dir)
     rel = max(rels, key=lambda r: len(ps.file_pages(rels[r])))
     pages = ps.file_pages(rels[rel])
     assert len(pages) >= 128, (rel, len(pages))
-    names = ("getpages", "page_cache_hits", "vectored_reads", "vectored_blocks")
+    names = ("getpages", "page_cache_hits", "vectored_reads", "vectored_blocks",
+             "layer_cache_hits", "layer_cache_misses", "layer_cache_bytes")
     with server(datadir, page_cache_bytes="0") as srv:
         c = ps.Conn(srv.pg_port)
         c.pagestream(3, TENANT, TIMELINE)
@@ -246,6 +248,11 @@ def test_batched_engine_reads(imported):
                 print("first batch: %s" % d)
                 assert 1 <= d["vectored_reads"] <= 4, d
                 assert d["vectored_blocks"] >= 8 * d["vectored_reads"], d
+                # Each read found its block (and its relation's size) in the
+                # core's layer cache; only index nodes and the blocks' first
+                # lookups by the batch itself missed.
+                assert d["layer_cache_hits"] >= 2 * 32, d
+                assert d["layer_cache_bytes"] > 0, d
 
 
 def test_pipeline_deeper_than_the_window(imported):
