@@ -83,6 +83,8 @@ static const struct knob knob_table[] = {
 	  "thread)" },
 	{ "page_cache_bytes", KNOB_BYTES, KNOB_FIELD(page_cache_bytes), "64MiB", 0, 1ull << 40,
 	  "each core's cache of reconstructed pages (0: none)" },
+	{ "read_batch_max", KNOB_COUNT, KNOB_FIELD(read_batch_max), "32", 1, 32,
+	  "GetPages of one stream whose layer reads go in one vectored read (1: one by one)" },
 	{ "wait_lsn_timeout_ms", KNOB_MS, KNOB_FIELD(wait_lsn_timeout_ms), "300s", 1, 3600000,
 	  "how long a page request waits for WAL to reach its LSN" },
 	{ "pg_password", KNOB_SECRET, KNOB_FIELD(pg_password), "", 0, 0,

@@ -34,6 +34,7 @@ struct ar_config {
 	uint64_t checkpoint_distance_bytes; /* in-memory layer size before a flush */
 	uint64_t layer_cache_bytes;
 	uint64_t page_cache_bytes;
+	uint32_t read_batch_max; /* GetPages of one stream read from the engine together */
 	uint64_t wait_lsn_timeout_ms;
 	char pg_password[128];
 };

@@ -35,13 +35,15 @@ What it does:
            between the 1-core and the 2-core server --rounds times: the
            server's CPU microseconds per GetPage (/proc/PID/stat) of each;
        (c) cold: the 1-core server restarted with page_cache_bytes 0 and
-           layer_cache_bytes 4MiB, the whole keyspace, depth 1 and 8, the
+           layer_cache_bytes 8MiB, the whole keyspace, depth 1 and 8, the
            layer files' pages first dropped from the OS page cache
            (posix_fadvise DONTNEED; the engine reads layers through it, not
            with O_DIRECT), the bytes the server read from the device during
            the run (/proc/PID/io read_bytes); with --raw-odirect on the
            largest layer file: 8 KiB O_DIRECT preads one at a time, the
-           device's floor for a cold read.
+           device's floor for a cold read; and first (c') cold depth 8 with
+           read_batch_max 1, the same GetPages' layer reads one by one, for the
+           ratio of batched (one vectored read per batch) to not batched.
   3. A table (or one JSON object with --json) and the goals: cached
      throughput at depth 8 and 32 >= 0.8x the baseline's; depth 1 p50 <=
      1.3x and p99 <= 2x the baseline's; CPU per GetPage with 2 cores <=
@@ -88,7 +90,7 @@ GOAL_P50 = 1.3          # depth 1: Argon / baseline at most
 GOAL_P99 = 2.0
 GOAL_CPU_SCALING = 1.1  # CPU per GetPage, 2 cores / 1 core at most
 CACHED = {"page_cache_bytes": "256MiB"}
-COLD = {"page_cache_bytes": "0", "layer_cache_bytes": "4MiB"}
+COLD = {"page_cache_bytes": "0", "layer_cache_bytes": "8MiB"}
 
 log = logger("pagebench")
 
@@ -292,9 +294,22 @@ def pooled(outs):
     return merged
 
 
+def cold_unbatched(args, ks, datadir, files, runs):
+    """(c') cold depth 8 again with read_batch_max 1: the GetPages' layer reads
+    one by one, for the batched run's ratio."""
+    srv = server(datadir, "pb-cold1", 1, dict(COLD, read_batch_max="1"))
+    try:
+        evict(files)
+        log("(c') cold, whole keyspace, depth 8, reads not batched (load %s)" % loadavg())
+        runs["cold_d8_unbatched"] = pagebench(args, srv, ks, depth=8, clients=1)
+    finally:
+        srv.stop()
+
+
 def cold_runs(args, ks, datadir, runs):
-    """(c) no page cache, a 1 MiB layer cache, the whole keyspace."""
+    """(c) no page cache, an 8 MiB layer cache, the whole keyspace."""
     files = layer_files(datadir)
+    cold_unbatched(args, ks, datadir, files, runs)
     srv = server(datadir, "pb-cold", 1, COLD)
     try:
         for depth in (1, 8):
@@ -376,7 +391,8 @@ def print_table(r):
         "run", "cores", "c x d", "GetPage/s", "p50 us", "p99 us", "p999 us", "CPU us",
         "gen", "base GP/s", "b p50", "b p99", "Argon / baseline"))
     names = [("cached_d1", 1), ("cached_d8", 1), ("cached_d32", 1), ("historical_d8", 1),
-             ("scaling_1core", 1), ("scaling_2core", 2), ("cold_d1", 1), ("cold_d8", 1)]
+             ("scaling_1core", 1), ("scaling_2core", 2), ("cold_d1", 1), ("cold_d8", 1),
+             ("cold_d8_unbatched", 1)]
     for name, cores in names:
         print(row(name, runs[name], cores))
     base = [runs["cached_d%d" % d]["baseline"] for d in (1, 8, 32)]
@@ -389,6 +405,14 @@ def print_table(r):
         if "connections_per_core" in runs[name]:
             print("%s: connections accepted per core %s (Nblocks' included)" % (
                 name, runs[name]["connections_per_core"]))
+    b8, u8 = runs["cold_d8"]["argon"], runs["cold_d8_unbatched"]["argon"]
+    print("cold depth 8, batched (one vectored read per batch) / not batched "
+          "(read_batch_max 1):\n  throughput %.2fx, p50 %.2fx, p99 %.2fx, CPU per GetPage %sx"
+          % (b8["getpage_per_s"] / u8["getpage_per_s"], b8["p50_us"] / u8["p50_us"],
+             b8["p99_us"] / u8["p99_us"],
+             fmt(b8["server_cpu_us_per_getpage"] / u8["server_cpu_us_per_getpage"], "%.2f")
+             if b8["server_cpu_us_per_getpage"] and u8["server_cpu_us_per_getpage"]
+             else "-"))
     h, l8 = runs["historical_d8"]["argon"], runs["cached_d8"]["argon"]
     print("historical / latest at depth 8: throughput %.2fx, p50 %.2fx"
           % (h["getpage_per_s"] / l8["getpage_per_s"], h["p50_us"] / l8["p50_us"]))

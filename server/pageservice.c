@@ -168,6 +168,7 @@ static uint32_t claim_count;
 
 static void ps_exec(struct ps_core *pc, struct ps_entry *e);
 static void ps_finish(struct ps_core *pc, struct ps_entry *e);
+static void ps_batch_run(struct ps_core *pc, struct ps_conn *c);
 
 static struct ps_core *core_ps(struct ar_server *s, uint32_t index)
 {
@@ -460,7 +461,8 @@ static void exec_getpage(struct ar_pagecache *cache, struct ar_pageservice_stats
 	if (stats)
 		stat_add(&stats->getpages, 1);
 	if (cache && pc_lookup(cache, &ck, lsn, e->page)) {
-		stat_add(&stats->page_cache_hits, 1);
+		if (stats)
+			stat_add(&stats->page_cache_hits, 1);
 		return;
 	}
 	if (defer) {
@@ -874,7 +876,9 @@ static int ps_data(void *svc, void *state, const uint8_t *payload, uint32_t len,
 	/* SLRU segments live on shard 0 only; sizes and directories on every shard. */
 	e->shard = c->named_shard >= 0 && req.tag != PS_GETSLRU ? (uint32_t)c->named_shard : shard;
 	uint32_t owner = shard_core(pc->server, &c->tenant, e->shard);
-	if (owner == pc->index && req.tag == PS_GETPAGE && pc->batch_count < PS_WINDOW) {
+	if (owner == pc->index && req.tag == PS_GETPAGE) {
+		if (pc->batch_count >= pc->server->config.read_batch_max)
+			ps_batch_run(pc, c);      /* a full batch runs now */
 		pc->batch[pc->batch_count++] = e; /* run at this stream's drain */
 		return 1;
 	}
@@ -923,6 +927,7 @@ static void ps_batch_run(struct ps_core *pc, struct ps_conn *c)
 	pc->batch_count = 0;
 	pc->deferred_count = 0;
 	pc->defer_misses = n >= 2; /* one miss gains nothing from a batch */
+	AR_ASSERT(n <= PS_WINDOW);
 	for (uint32_t i = 0; i < n; i++) {
 		/* Only c is drained next: another stream's answer needs its wake-up. */
 		pc->executing_inline = pc->batch[i]->conn == c;
