@@ -917,6 +917,7 @@ static bool load_batch(struct ar_vfs *vfs, const struct lyr_block_ref *refs, uin
 	struct ar_vfs_read q[AR_VFS_BATCH_MAX];
 	const struct lyr_block_ref *of[AR_VFS_BATCH_MAX];
 	uint32_t m = 0, len;
+	size_t total = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
 		struct lyr_reader *r = refs[i].reader;
@@ -927,15 +928,21 @@ static bool load_batch(struct ar_vfs *vfs, const struct lyr_block_ref *refs, uin
 		if (dup || !reader_block_in_data(r, refs[i].offset, refs[i].bytes) ||
 		    ar_blockcache_get(r->cache, r->file_id, refs[i].offset, &len))
 			continue;
-		void *buf = malloc(refs[i].bytes);
-		if (!buf)
-			break;
-		q[m] = (struct ar_vfs_read){
-			.fd = r->fd, .len = refs[i].bytes, .buf = buf, .offset = refs[i].offset
-		};
 		of[m++] = &refs[i];
+		total += refs[i].bytes;
 	}
-	if (m > 0 && ar_vfs_read_batch(vfs, q, m) == 0) {
+	uint8_t *io = m > 0 ? malloc(total) : NULL; /* one buffer for the whole batch */
+	if (!io)
+		return false;
+	total = 0;
+	for (uint32_t j = 0; j < m; j++) {
+		q[j] = (struct ar_vfs_read){ .fd = of[j]->reader->fd,
+					     .len = of[j]->bytes,
+					     .buf = io + total,
+					     .offset = of[j]->offset };
+		total += of[j]->bytes;
+	}
+	if (ar_vfs_read_batch(vfs, q, m) == 0) {
 		for (uint32_t j = 0; j < m; j++) {
 			const uint8_t *raw;
 			if (q[j].result == (int64_t)q[j].len &&
@@ -944,9 +951,8 @@ static bool load_batch(struct ar_vfs *vfs, const struct lyr_block_ref *refs, uin
 				(*read_out)++;
 		}
 	}
-	for (uint32_t j = 0; j < m; j++)
-		free(q[j].buf);
-	return m > 0;
+	free(io);
+	return true;
 }
 
 void lyr_load_blocks(struct ar_vfs *vfs, const struct lyr_block_ref *refs, uint32_t n,

@@ -904,8 +904,13 @@ static void ps_prefetch(struct ps_core *pc, struct ps_entry **list, uint32_t n)
 
 	for (uint32_t i = 0; i < n; i++) {
 		struct ar_rel rel = req_rel(&list[i]->req);
-		keys[m] = ar_key_rel_size(rel);
-		lsns[m++] = list[i]->read_lsn;
+		/* A relation's size once per run of its pages at one LSN. */
+		const struct ps_rel *a = &list[i]->req.rel, *b = i ? &list[i - 1]->req.rel : NULL;
+		if (!b || a->relnode != b->relnode || a->db != b->db || a->spc != b->spc ||
+		    a->fork != b->fork || list[i]->read_lsn != list[i - 1]->read_lsn) {
+			keys[m] = ar_key_rel_size(rel);
+			lsns[m++] = list[i]->read_lsn;
+		}
 		keys[m] = ar_key_rel_block(rel, list[i]->req.blkno);
 		lsns[m++] = list[i]->read_lsn;
 	}
