@@ -2,8 +2,8 @@
  * layercache.c - A layer-block cache partition: two byte logs, S3-FIFO eviction.
  *
  * Layout.  One NUMA-bound mapping holds, in order: the partition header, the
- * hash table, the ghost ring, the ghost set and the two logs, S (10% of the
- * bytes) then M (90%).  Nothing is allocated after lc_create but view objects.
+ * hash table, the ghost's ring and set (ghost_mem_bytes) and the two logs, S (10%
+ * of the bytes) then M (90%).  Nothing is allocated after lc_create but view objects.
  *
  *   logs        each a circular arena of bytes.  An entry is a 48-byte header
  *               (key, hash, length, frequency, state) followed by its data,
@@ -19,10 +19,9 @@
  *               the start of S, + 1), 0 = empty.  Deletion shifts the following
  *               run back (no tombstones).  It has 2 slots per LC_SLOT_BYTES_MIN
  *               of log, so it can never fill: no entry is smaller than that.
- *   ghost G     a FIFO ring of (fingerprint, size) of entries evicted from S,
- *               holding at most M's bytes worth of them, plus an open-addressing
- *               set from fingerprint to ring position.  A ghost hit removes the
- *               fingerprint from the set and leaves its ring slot stale.
+ *   ghost G     (fingerprint, size) of entries evicted from S, holding at most
+ *               M's bytes worth of them in one ring slot per 4 KiB of M
+ *               (cache/ghost.h: a FIFO ring plus a set for O(1) membership).
  *
  * Why logs.  Entries vary from 512 B to tens of KiB.  Size classes (slabs) waste
  * up to a class step per entry and calcify when the mix of sizes changes.
@@ -53,17 +52,19 @@
  *   3. An entry is live iff exactly one hash slot refers to it, reachable from
  *      its home slot without crossing an empty slot; no two live entries hold the
  *      same (space, file id, offset).
- *   4. The ghost set holds at most ghost_len fingerprints, each pointing at a
- *      ring position inside the FIFO that holds it; the FIFO's sizes add up to
- *      ghost_bytes <= M's bytes.
+ *   4. The ghost set points only into the ghost FIFO's window, at ring slots
+ *      holding its fingerprints; the FIFO's sizes add up to at most M's bytes
+ *      (ghost_check, and its bytes_max is M's bytes).
  *   5. The counters entries and bytes are the number and data bytes of the live
  *      entries; no two live views have the same space.
  *
- * Depends on common/arena.h (ar_numa_alloc), common/assert.h and the interface
- * in engine/blockcache.h.
+ * Depends on common/arena.h (ar_numa_alloc), common/assert.h, cache/ghost.h and
+ * the interface in engine/blockcache.h.
  */
 #include "cache/layercache.h"
 
+#include "cache/ghost.h"
+#include "cache/hash.h"
 #include "common/arena.h"
 #include "common/assert.h"
 
@@ -126,16 +127,6 @@ struct lc_log {
 	bool wrapped;
 };
 
-struct lc_ghost_item {
-	uint64_t fp;
-	uint64_t size;
-};
-
-struct lc_ghost_slot {
-	uint64_t fp;  /* 0 = empty */
-	uint64_t pos; /* ring index holding fp */
-};
-
 struct lc_view {
 	struct ar_blockcache base; /* first: the interface */
 	struct ar_layercache *lc;
@@ -157,16 +148,8 @@ struct ar_layercache {
 	uint64_t entry_bytes_max;
 	/* Bytes the current put may still copy to reinsert M's entries. */
 	uint64_t reinsert_budget_bytes;
-	/* Ghost queue. */
-	struct lc_ghost_item *ghost_ring;
-	uint64_t ghost_capacity; /* ring slots */
-	uint64_t ghost_head;     /* the oldest ring slot */
-	uint64_t ghost_len;      /* ring slots in the FIFO */
-	uint64_t ghost_bytes;    /* their sizes */
-	uint64_t ghost_bytes_max;
-	struct lc_ghost_slot *ghost_set;
-	uint64_t ghost_set_slots;
-	uint64_t ghost_count; /* fingerprints in the set */
+	/* Ghost queue, in the mapping: bytes_max is M's bytes. */
+	struct ghost ghost;
 	/* Counters, views and the mapping. */
 	struct lc_stats stats;
 	struct lc_view *views;
@@ -176,24 +159,13 @@ struct ar_layercache {
 
 /* ---- hashing ---- */
 
-static uint64_t lc_mix64(uint64_t x)
-{
-	/* splitmix64's finalizer: a bijection with full avalanche. */
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return x;
-}
-
 /* Never 0: the hash doubles as the ghost fingerprint, and 0 marks an empty
  * ghost slot. */
 static uint64_t lc_hash(uint32_t space, uint64_t file_id, uint64_t offset)
 {
-	uint64_t h = lc_mix64(file_id ^ 0x9e3779b97f4a7c15ull);
-	h = lc_mix64(h ^ offset);
-	h = lc_mix64(h ^ space);
+	uint64_t h = cache_mix64(file_id ^ 0x9e3779b97f4a7c15ull);
+	h = cache_mix64(h ^ offset);
+	h = cache_mix64(h ^ space);
 	return h ? h : 1;
 }
 
@@ -202,15 +174,6 @@ static uint64_t lc_hash(uint32_t space, uint64_t file_id, uint64_t offset)
 static uint64_t lc_range(uint64_t x32, uint64_t n)
 {
 	return (x32 * n) >> 32;
-}
-
-/* True if home lies cyclically in (hole, j]: the item at j may not move back to
- * hole without becoming unreachable from home. */
-static bool lc_home_between(uint64_t hole, uint64_t home, uint64_t j)
-{
-	if (hole <= j)
-		return hole < home && home <= j;
-	return hole < home || home <= j;
 }
 
 /* ---- entries and logs ---- */
@@ -398,97 +361,12 @@ static void lc_table_remove(struct ar_layercache *lc, uint64_t hash, uint64_t un
 		if (lc->table[j] == 0)
 			break;
 		const struct lc_entry *e = lc_entry_at(lc, (lc->table[j] & LC_REF_MASK) - 1);
-		if (lc_home_between(hole, lc_table_home(lc, e->hash), j))
+		if (cache_home_between(hole, lc_table_home(lc, e->hash), j))
 			continue;
 		lc->table[hole] = lc->table[j];
 		hole = j;
 	}
 	lc->table[hole] = 0;
-}
-
-/* ---- ghost queue ---- */
-
-/* The ghost set slot holding fp, or the empty slot ending its probe. */
-static uint64_t lc_ghost_slot_of(const struct ar_layercache *lc, uint64_t fp)
-{
-	uint64_t i = lc_range(fp >> 32, lc->ghost_set_slots);
-
-	for (uint64_t probe = 0; probe < lc->ghost_set_slots; probe++) {
-		if (lc->ghost_set[i].fp == fp || lc->ghost_set[i].fp == 0)
-			return i;
-		if (++i == lc->ghost_set_slots)
-			i = 0;
-	}
-	AR_UNREACHABLE();
-}
-
-static void lc_ghost_remove_slot(struct ar_layercache *lc, uint64_t hole)
-{
-	uint64_t n = lc->ghost_set_slots;
-	uint64_t j = hole;
-
-	for (uint64_t probe = 0; probe < n; probe++) {
-		j = j + 1 == n ? 0 : j + 1;
-		if (lc->ghost_set[j].fp == 0)
-			break;
-		if (lc_home_between(hole, lc_range(lc->ghost_set[j].fp >> 32, n), j))
-			continue;
-		lc->ghost_set[hole] = lc->ghost_set[j];
-		hole = j;
-	}
-	lc->ghost_set[hole].fp = 0;
-	lc->ghost_set[hole].pos = 0;
-	AR_ASSERT(lc->ghost_count > 0);
-	lc->ghost_count--;
-}
-
-/* True if fp was in G; it leaves G (its ring slot goes stale). */
-static bool lc_ghost_take(struct ar_layercache *lc, uint64_t fp)
-{
-	uint64_t i = lc_ghost_slot_of(lc, fp);
-
-	if (lc->ghost_set[i].fp == 0)
-		return false;
-	lc_ghost_remove_slot(lc, i);
-	return true;
-}
-
-/* The oldest ring slot leaves the FIFO, and its fingerprint the set unless a
- * ghost hit took it already or a newer copy lives at another ring slot. */
-static void lc_ghost_pop(struct ar_layercache *lc)
-{
-	uint64_t pos = lc->ghost_head;
-	const struct lc_ghost_item *old = &lc->ghost_ring[pos];
-	uint64_t i = lc_ghost_slot_of(lc, old->fp);
-
-	AR_ASSERT(lc->ghost_len > 0);
-	if (lc->ghost_set[i].fp == old->fp && lc->ghost_set[i].pos == pos)
-		lc_ghost_remove_slot(lc, i);
-	lc->ghost_bytes -= old->size;
-	lc->ghost_len--;
-	lc->ghost_head = pos + 1 == lc->ghost_capacity ? 0 : pos + 1;
-}
-
-/* Remember an entry evicted from S; G keeps as many bytes of them as M holds. */
-static void lc_ghost_add(struct ar_layercache *lc, uint64_t fp, uint64_t size)
-{
-	while (lc->ghost_len == lc->ghost_capacity ||
-	       (lc->ghost_len > 0 && lc->ghost_bytes + size > lc->ghost_bytes_max))
-		lc_ghost_pop(lc);
-	uint64_t pos = lc->ghost_head + lc->ghost_len;
-	if (pos >= lc->ghost_capacity)
-		pos -= lc->ghost_capacity;
-	lc->ghost_ring[pos].fp = fp;
-	lc->ghost_ring[pos].size = size;
-	lc->ghost_len++;
-	lc->ghost_bytes += size;
-	uint64_t i = lc_ghost_slot_of(lc, fp);
-	if (lc->ghost_set[i].fp == 0) {
-		lc->ghost_set[i].fp = fp;
-		lc->ghost_count++;
-	}
-	lc->ghost_set[i].pos = pos;
-	AR_ASSERT(lc->ghost_count <= lc->ghost_len);
 }
 
 /* ---- eviction ---- */
@@ -581,7 +459,7 @@ static void lc_room_small(struct ar_layercache *lc, uint64_t size)
 		if (e->state == LC_LIVE && e->freq > 0) {
 			lc_promote(lc, e);
 		} else if (e->state == LC_LIVE) {
-			lc_ghost_add(lc, e->hash, e->size);
+			ghost_add(&lc->ghost, e->hash, e->size);
 			lc_entry_forget(lc, e);
 			lc->stats.evictions++;
 		}
@@ -669,7 +547,7 @@ static int lc_view_put(struct ar_blockcache *cache, uint64_t file_id, uint64_t o
 	}
 	uint64_t size = lc_entry_size(len);
 	lc->reinsert_budget_bytes = LC_REINSERT_BYTES_MAX;
-	bool ghost_hit = lc_ghost_take(lc, hash);
+	bool ghost_hit = ghost_take(&lc->ghost, hash);
 	struct lc_log *log = ghost_hit ? &lc->main : &lc->small;
 	if (ghost_hit)
 		lc_room_main(lc, size);
@@ -774,8 +652,8 @@ int lc_view_create(struct ar_layercache *lc, uint32_t space, struct ar_blockcach
 
 /* Byte offsets of each part inside the one mapping. */
 struct lc_layout {
-	size_t table, ghost_ring, ghost_set, logs, bytes;
-	uint64_t small_bytes, main_bytes, table_slots, ghost_capacity, ghost_set_slots;
+	size_t table, ghost, logs, bytes;
+	uint64_t small_bytes, main_bytes, table_slots, ghost_slots;
 };
 
 static size_t lc_align_up(size_t n, size_t align)
@@ -792,16 +670,12 @@ static void lc_layout_of(uint64_t capacity_bytes, struct lc_layout *l)
 	/* Every entry takes at least LC_SLOT_BYTES_MIN of its log. */
 	l->table_slots =
 	    2 * (l->small_bytes / LC_SLOT_BYTES_MIN + l->main_bytes / LC_SLOT_BYTES_MIN);
-	l->ghost_capacity = l->main_bytes / LC_GHOST_UNIT_BYTES;
-	if (l->ghost_capacity < LC_GHOST_SLOTS_MIN)
-		l->ghost_capacity = LC_GHOST_SLOTS_MIN;
-	l->ghost_set_slots = 2 * l->ghost_capacity;
+	l->ghost_slots = l->main_bytes / LC_GHOST_UNIT_BYTES;
+	if (l->ghost_slots < LC_GHOST_SLOTS_MIN)
+		l->ghost_slots = LC_GHOST_SLOTS_MIN;
 	l->table = lc_align_up(sizeof(struct ar_layercache), 64);
-	l->ghost_ring = lc_align_up(l->table + l->table_slots * sizeof(uint64_t), 64);
-	l->ghost_set =
-	    lc_align_up(l->ghost_ring + l->ghost_capacity * sizeof(struct lc_ghost_item), 64);
-	l->logs = lc_align_up(l->ghost_set + l->ghost_set_slots * sizeof(struct lc_ghost_slot),
-			      LC_MAPPING_ALIGN);
+	l->ghost = lc_align_up(l->table + l->table_slots * sizeof(uint64_t), 64);
+	l->logs = lc_align_up(l->ghost + ghost_mem_bytes(l->ghost_slots), LC_MAPPING_ALIGN);
 	l->bytes = l->logs + logs_bytes;
 }
 
@@ -825,7 +699,7 @@ int lc_create(uint64_t capacity_bytes, int node, struct ar_layercache **out)
 		return -ENOMEM;
 	/* Fault everything in now, on this core's node: the partition is resident
 	 * from the start and RSS does not grow as it fills.  Zeroes are also the
-	 * empty table, ghost ring and ghost set. */
+	 * empty table (ghost_init writes its own part). */
 	memset(base, 0, l.bytes);
 	struct ar_layercache *lc = (struct ar_layercache *)base;
 	lc->table = (uint64_t *)(base + l.table);
@@ -839,11 +713,8 @@ int lc_create(uint64_t capacity_bytes, int node, struct ar_layercache **out)
 	lc->entry_bytes_max = entry_size_max - LC_HEADER_BYTES;
 	if (lc->entry_bytes_max > LC_ENTRY_BYTES_MAX)
 		lc->entry_bytes_max = LC_ENTRY_BYTES_MAX;
-	lc->ghost_ring = (struct lc_ghost_item *)(base + l.ghost_ring);
-	lc->ghost_capacity = l.ghost_capacity;
-	lc->ghost_bytes_max = l.main_bytes;
-	lc->ghost_set = (struct lc_ghost_slot *)(base + l.ghost_set);
-	lc->ghost_set_slots = l.ghost_set_slots;
+	/* G remembers as many bytes of entries evicted from S as M holds. */
+	ghost_init(&lc->ghost, base + l.ghost, l.ghost_slots, l.main_bytes);
 	lc->stats.capacity_bytes = l.small_bytes + l.main_bytes;
 	lc->stats.entry_bytes_max = lc->entry_bytes_max;
 	lc->mapping_bytes = l.bytes;
@@ -958,35 +829,6 @@ static int lc_check_table(const struct ar_layercache *lc, uint64_t live)
 	return used == live && 2 * used <= lc->table_slots ? 0 : -1;
 }
 
-/* Invariant 4. */
-static int lc_check_ghost(const struct ar_layercache *lc)
-{
-	uint64_t count = 0, bytes = 0, n = lc->ghost_set_slots;
-
-	if (lc->ghost_len > lc->ghost_capacity || lc->ghost_head >= lc->ghost_capacity)
-		return -1;
-	for (uint64_t k = 0; k < lc->ghost_len; k++)
-		bytes += lc->ghost_ring[(lc->ghost_head + k) % lc->ghost_capacity].size;
-	if (bytes != lc->ghost_bytes || bytes > lc->ghost_bytes_max)
-		return -1;
-	for (uint64_t i = 0; i < n; i++) {
-		const struct lc_ghost_slot *g = &lc->ghost_set[i];
-		if (g->fp == 0)
-			continue;
-		count++;
-		uint64_t age = (g->pos + lc->ghost_capacity - lc->ghost_head) % lc->ghost_capacity;
-		if (g->pos >= lc->ghost_capacity || age >= lc->ghost_len)
-			return -1;
-		if (lc->ghost_ring[g->pos].fp != g->fp)
-			return -1;
-		for (uint64_t j = lc_range(g->fp >> 32, n); j != i; j = j + 1 == n ? 0 : j + 1) {
-			if (lc->ghost_set[j].fp == 0)
-				return -1;
-		}
-	}
-	return count == lc->ghost_count && count <= lc->ghost_len ? 0 : -1;
-}
-
 /* Invariant 5's views: distinct spaces, counted right. */
 static int lc_check_views(const struct ar_layercache *lc)
 {
@@ -1014,7 +856,10 @@ int lc_check(const struct ar_layercache *lc)
 		return -1;
 	if (live != lc->stats.entries || bytes != lc->stats.bytes)
 		return -1;
-	if (lc_check_table(lc, live) != 0 || lc_check_ghost(lc) != 0)
+	if (lc_check_table(lc, live) != 0)
+		return -1;
+	/* Invariant 4. */
+	if (ghost_check(&lc->ghost) != 0 || lc->ghost.bytes_max != lc->main.bytes)
 		return -1;
 	return 0;
 }

@@ -2,21 +2,19 @@
  * pagecache.c - A page cache partition: fixed arrays, S3-FIFO eviction.
  *
  * Layout.  One NUMA-bound mapping holds, in order: the partition header, the
- * entry array (one 64-byte line per page slot), the hash table, the ghost ring,
- * the ghost set and the page slots (entry i owns page slot i).  Nothing is
- * allocated after pc_create.
+ * entry array (one 64-byte line per page slot), the hash table, the ghost's ring
+ * and set (ghost_mem_bytes) and the page slots (entry i owns page slot i).
+ * Nothing is allocated after pc_create.
  *
  *   hash table  open addressing, linear probing, at most half full; a slot is
  *               (upper 32 bits of the key hash, entry index + 1), 0 = empty.
  *               Deletion shifts the following run back (no tombstones).
  *   S, M        doubly linked FIFO queues of entry indices (head = newest).
  *   free list   singly linked through `next`.
- *   ghost G     a ring of the fingerprints (key hashes) of entries evicted from
- *               S, as many as M's share, plus an open-addressing set from
- *               fingerprint to ring position for O(1) membership.  A ghost hit
- *               removes the fingerprint from the set and leaves its ring slot
- *               stale; a ring slot being overwritten removes its fingerprint
- *               from the set only if the set still points at that slot.
+ *   ghost G     the fingerprints (key hashes) of entries evicted from S, as
+ *               many as M's share (cache/ghost.h: a FIFO ring plus a set for
+ *               O(1) membership).  Every page counts PC_PAGE_BYTES and G may
+ *               hold M's share of pages' bytes, so only the slot count binds.
  *
  * Policy (S3-FIFO, Yang et al., SOSP'23).  A new key enters S, or M if its
  * fingerprint is in G.  A lookup that finds the key raises its 2-bit frequency
@@ -34,14 +32,17 @@
  *      slot is reachable from the entry's home slot without crossing an empty
  *      slot.  No two entries hold the same (space, key).
  *   3. mod_lsn <= known_lsn and freq <= PC_FREQ_MAX for every cached entry.
- *   4. The ghost set holds at most ghost_capacity fingerprints, each pointing at
- *      a ring slot that holds it.
+ *   4. The ghost holds at most M's share (entries_count - small_target) of
+ *      fingerprints, each pointing at a ring slot of its FIFO that holds it
+ *      (ghost_check).
  *   5. The hash table is at most half full, so every probe ends at an empty slot.
  *
- * Depends on common/arena.h (ar_numa_alloc) and common/assert.h.
+ * Depends on common/arena.h (ar_numa_alloc), common/assert.h and cache/ghost.h.
  */
 #include "cache/pagecache.h"
 
+#include "cache/ghost.h"
+#include "cache/hash.h"
 #include "common/arena.h"
 #include "common/assert.h"
 
@@ -77,11 +78,6 @@ struct pc_slot {
 	uint32_t ref; /* entry index + 1; 0 = empty */
 };
 
-struct pc_ghost_slot {
-	uint64_t fp;  /* 0 = empty */
-	uint64_t pos; /* ring index holding fp */
-};
-
 struct pc_queue {
 	uint32_t head;
 	uint32_t tail;
@@ -100,31 +96,14 @@ struct ar_pagecache {
 	uint32_t free_head;
 	uint32_t entries_count; /* page slots */
 	uint32_t small_target;  /* S's share */
-	/* Ghost queue. */
-	uint64_t *ghost_ring;
-	struct pc_ghost_slot *ghost_set;
-	uint64_t ghost_mask;
-	uint32_t ghost_capacity; /* ring slots: M's share */
-	uint32_t ghost_next;     /* ring slot written next */
-	uint32_t ghost_filled;   /* ring slots written so far, <= ghost_capacity */
-	uint32_t ghost_count;    /* fingerprints in the set */
+	/* Ghost queue: M's share of ring slots, in the mapping. */
+	struct ghost ghost;
 	/* Counters and the mapping. */
 	struct pc_stats stats;
 	size_t mapping_bytes;
 };
 
 /* ---- hashing ---- */
-
-static uint64_t pc_mix64(uint64_t x)
-{
-	/* splitmix64's finalizer: a bijection with full avalanche. */
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return x;
-}
 
 /* The 22 bytes of (space, key) folded word by word; never 0 (0 marks an empty
  * ghost slot, and the key hash doubles as the ghost fingerprint). */
@@ -136,9 +115,9 @@ static uint64_t pc_hash(const struct pc_key *k)
 	memcpy(&a, k->key, 8);
 	memcpy(&b, k->key + 8, 8);
 	memcpy(&c, k->key + 16, 2);
-	uint64_t h = pc_mix64(a ^ 0x9e3779b97f4a7c15ull);
-	h = pc_mix64(h ^ b);
-	h = pc_mix64(h ^ ((uint64_t)k->space << 16 | c));
+	uint64_t h = cache_mix64(a ^ 0x9e3779b97f4a7c15ull);
+	h = cache_mix64(h ^ b);
+	h = cache_mix64(h ^ ((uint64_t)k->space << 16 | c));
 	return h ? h : 1;
 }
 
@@ -192,15 +171,6 @@ static void pc_table_insert(struct ar_pagecache *pc, uint32_t index)
 	AR_UNREACHABLE();
 }
 
-/* True if home lies cyclically in (hole, j]: the entry at j may not move back
- * to hole without becoming unreachable from home. */
-static bool pc_home_between(uint64_t hole, uint64_t home, uint64_t j)
-{
-	if (hole <= j)
-		return hole < home && home <= j;
-	return hole < home || home <= j;
-}
-
 static void pc_table_remove(struct ar_pagecache *pc, uint32_t index)
 {
 	uint64_t mask = pc->table_mask;
@@ -220,7 +190,7 @@ static void pc_table_remove(struct ar_pagecache *pc, uint32_t index)
 		if (pc->table[j].ref == 0)
 			break;
 		uint64_t home = pc->entries[pc->table[j].ref - 1].hash & mask;
-		if (pc_home_between(hole, home, j))
+		if (cache_home_between(hole, home, j))
 			continue;
 		pc->table[hole] = pc->table[j];
 		hole = j;
@@ -274,77 +244,6 @@ static void pc_queue_unlink(struct ar_pagecache *pc, uint32_t index)
 	e->next = PC_NIL;
 }
 
-/* ---- ghost queue ---- */
-
-/* The ghost set slot holding fp, or the empty slot ending its probe. */
-static uint64_t pc_ghost_slot_of(const struct ar_pagecache *pc, uint64_t fp)
-{
-	uint64_t i = fp & pc->ghost_mask;
-
-	for (uint64_t probe = 0; probe <= pc->ghost_mask; probe++) {
-		if (pc->ghost_set[i].fp == fp || pc->ghost_set[i].fp == 0)
-			return i;
-		i = (i + 1) & pc->ghost_mask;
-	}
-	AR_UNREACHABLE();
-}
-
-static void pc_ghost_remove_slot(struct ar_pagecache *pc, uint64_t hole)
-{
-	uint64_t mask = pc->ghost_mask;
-	uint64_t j = hole;
-
-	for (uint64_t probe = 0; probe <= mask; probe++) {
-		j = (j + 1) & mask;
-		if (pc->ghost_set[j].fp == 0)
-			break;
-		if (pc_home_between(hole, pc->ghost_set[j].fp & mask, j))
-			continue;
-		pc->ghost_set[hole] = pc->ghost_set[j];
-		hole = j;
-	}
-	pc->ghost_set[hole].fp = 0;
-	pc->ghost_set[hole].pos = 0;
-	AR_ASSERT(pc->ghost_count > 0);
-	pc->ghost_count--;
-}
-
-/* True if fp was in G; it leaves G (its ring slot goes stale). */
-static bool pc_ghost_take(struct ar_pagecache *pc, uint64_t fp)
-{
-	uint64_t i = pc_ghost_slot_of(pc, fp);
-
-	if (pc->ghost_set[i].fp == 0)
-		return false;
-	pc_ghost_remove_slot(pc, i);
-	return true;
-}
-
-static void pc_ghost_add(struct ar_pagecache *pc, uint64_t fp)
-{
-	uint32_t pos = pc->ghost_next;
-
-	if (pc->ghost_filled == pc->ghost_capacity) {
-		/* The oldest fingerprint leaves, unless a ghost hit took it already
-		 * or a newer copy of it lives at another ring slot. */
-		uint64_t old = pc->ghost_ring[pos];
-		uint64_t i = pc_ghost_slot_of(pc, old);
-		if (pc->ghost_set[i].fp == old && pc->ghost_set[i].pos == pos)
-			pc_ghost_remove_slot(pc, i);
-	} else {
-		pc->ghost_filled++;
-	}
-	pc->ghost_ring[pos] = fp;
-	pc->ghost_next = pos + 1 == pc->ghost_capacity ? 0 : pos + 1;
-	uint64_t i = pc_ghost_slot_of(pc, fp);
-	if (pc->ghost_set[i].fp == 0) {
-		pc->ghost_set[i].fp = fp;
-		pc->ghost_count++;
-	}
-	pc->ghost_set[i].pos = pos;
-	AR_ASSERT(pc->ghost_count <= pc->ghost_capacity);
-}
-
 /* ---- entries ---- */
 
 static uint8_t *pc_page_of(const struct ar_pagecache *pc, uint32_t index)
@@ -385,7 +284,7 @@ static void pc_evict_one(struct ar_pagecache *pc)
 				pc->stats.promotions++;
 				continue;
 			}
-			pc_ghost_add(pc, e->hash);
+			ghost_add(&pc->ghost, e->hash, PC_PAGE_BYTES);
 			pc_entry_release(pc, t);
 		} else {
 			uint32_t t = pc->main.tail;
@@ -406,8 +305,8 @@ static void pc_evict_one(struct ar_pagecache *pc)
 
 /* Byte offsets of each array inside the one mapping. */
 struct pc_layout {
-	size_t entries, table, ghost_ring, ghost_set, pages, bytes;
-	uint64_t table_slots, ghost_slots;
+	size_t entries, table, ghost, pages, bytes;
+	uint64_t table_slots;
 };
 
 static size_t pc_align_up(size_t n, size_t align)
@@ -418,15 +317,10 @@ static size_t pc_align_up(size_t n, size_t align)
 static void pc_layout_of(uint32_t entries_count, uint32_t ghost_capacity, struct pc_layout *l)
 {
 	l->table_slots = pc_pow2_at_least(2 * (uint64_t)entries_count);
-	l->ghost_slots = pc_pow2_at_least(2 * (uint64_t)ghost_capacity);
 	l->entries = pc_align_up(sizeof(struct ar_pagecache), PC_LINE_BYTES);
 	l->table = l->entries + (size_t)entries_count * sizeof(struct pc_entry);
-	l->ghost_ring =
-	    pc_align_up(l->table + l->table_slots * sizeof(struct pc_slot), PC_LINE_BYTES);
-	l->ghost_set =
-	    pc_align_up(l->ghost_ring + (size_t)ghost_capacity * sizeof(uint64_t), PC_LINE_BYTES);
-	l->pages = pc_align_up(l->ghost_set + l->ghost_slots * sizeof(struct pc_ghost_slot),
-			       PC_MAPPING_ALIGN);
+	l->ghost = pc_align_up(l->table + l->table_slots * sizeof(struct pc_slot), PC_LINE_BYTES);
+	l->pages = pc_align_up(l->ghost + ghost_mem_bytes(ghost_capacity), PC_MAPPING_ALIGN);
 	l->bytes = l->pages + (size_t)entries_count * PC_PAGE_BYTES;
 }
 
@@ -443,11 +337,7 @@ static void pc_reset(struct ar_pagecache *pc)
 	pc->free_head = 0;
 	pc->small = (struct pc_queue){ .head = PC_NIL, .tail = PC_NIL, .count = 0 };
 	pc->main = (struct pc_queue){ .head = PC_NIL, .tail = PC_NIL, .count = 0 };
-	memset(pc->ghost_ring, 0, (size_t)pc->ghost_capacity * sizeof(uint64_t));
-	memset(pc->ghost_set, 0, (pc->ghost_mask + 1) * sizeof(struct pc_ghost_slot));
-	pc->ghost_next = 0;
-	pc->ghost_filled = 0;
-	pc->ghost_count = 0;
+	ghost_clear(&pc->ghost);
 }
 
 int pc_create(uint64_t capacity_bytes, int node, struct ar_pagecache **out)
@@ -471,10 +361,10 @@ int pc_create(uint64_t capacity_bytes, int node, struct ar_pagecache **out)
 	pc->entries = (struct pc_entry *)(base + l.entries);
 	pc->table = (struct pc_slot *)(base + l.table);
 	pc->table_mask = l.table_slots - 1;
-	pc->ghost_ring = (uint64_t *)(base + l.ghost_ring);
-	pc->ghost_set = (struct pc_ghost_slot *)(base + l.ghost_set);
-	pc->ghost_mask = l.ghost_slots - 1;
-	pc->ghost_capacity = ghost_capacity;
+	/* Sizes in pages' bytes: G remembers M's share of pages, so it is bounded by
+	 * its ring slots alone, as the S3-FIFO paper's entry-counting ghost is. */
+	ghost_init(&pc->ghost, base + l.ghost, ghost_capacity,
+		   (uint64_t)ghost_capacity * PC_PAGE_BYTES);
 	pc->pages = base + l.pages;
 	pc->entries_count = (uint32_t)entries_count;
 	pc->small_target = small_target;
@@ -563,7 +453,7 @@ void pc_insert(struct ar_pagecache *pc, const struct pc_key *k, pc_lsn mod_lsn, 
 		pc_entry_update(pc, index, mod_lsn, known_lsn, page);
 		return;
 	}
-	bool ghost_hit = pc_ghost_take(pc, hash);
+	bool ghost_hit = ghost_take(&pc->ghost, hash);
 	if (pc->free_head == PC_NIL)
 		pc_evict_one(pc);
 	index = pc->free_head;
@@ -683,35 +573,15 @@ static int pc_check_table(const struct ar_pagecache *pc)
 	return 0;
 }
 
-/* Invariant 4. */
-static int pc_check_ghost(const struct ar_pagecache *pc)
-{
-	uint32_t count = 0;
-
-	if (pc->ghost_filled > pc->ghost_capacity || pc->ghost_next >= pc->ghost_capacity)
-		return -1;
-	for (uint64_t i = 0; i <= pc->ghost_mask; i++) {
-		const struct pc_ghost_slot *g = &pc->ghost_set[i];
-		if (g->fp == 0)
-			continue;
-		count++;
-		if (g->pos >= pc->ghost_filled || pc->ghost_ring[g->pos] != g->fp)
-			return -1;
-		for (uint64_t j = g->fp & pc->ghost_mask; j != i; j = (j + 1) & pc->ghost_mask) {
-			if (pc->ghost_set[j].fp == 0)
-				return -1;
-		}
-	}
-	if (count != pc->ghost_count || count > pc->ghost_capacity)
-		return -1;
-	return 0;
-}
-
 int pc_check(const struct ar_pagecache *pc)
 {
 	if (pc->small_target == 0 || pc->small_target >= pc->entries_count)
 		return -1;
-	if (pc_check_lists(pc) != 0 || pc_check_table(pc) != 0 || pc_check_ghost(pc) != 0)
+	if (pc_check_lists(pc) != 0 || pc_check_table(pc) != 0)
+		return -1;
+	/* Invariant 4. */
+	if (ghost_check(&pc->ghost) != 0 ||
+	    pc->ghost.ring_slots != pc->entries_count - pc->small_target)
 		return -1;
 	return 0;
 }
