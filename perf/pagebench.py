@@ -36,9 +36,10 @@ What it does:
            server's CPU microseconds per GetPage (/proc/PID/stat) of each;
        (c) cold: the 1-core server restarted with page_cache_bytes 0 and
            layer_cache_bytes 8MiB, the whole keyspace, depth 1 and 8, the
-           layer files' pages first dropped from the OS page cache
-           (posix_fadvise DONTNEED; the engine reads layers through it, not
-           with O_DIRECT), the bytes the server read from the device during
+           layer files' pages dropped from the OS page cache every 20 ms
+           during the run (posix_fadvise DONTNEED; the engine reads layers
+           through it, not with O_DIRECT: so its reads go to the device), the
+           bytes the server read from the device during
            the run (/proc/PID/io read_bytes); with --raw-odirect on the
            largest layer file: 8 KiB O_DIRECT preads one at a time, the
            device's floor for a cold read; and first (c') cold depth 8 with
@@ -64,6 +65,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -165,6 +167,29 @@ def evict(paths):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
+
+
+class Evicting:
+    """While in the block: drop the files from the OS page cache every 20 ms, so
+    the engine's reads of layer blocks go to the device, not to memory the
+    first cold read filled (a cold tier bigger than RAM)."""
+
+    def __init__(self, paths):
+        self.paths, self.stop = paths, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stop.wait(0.02):
+            evict(self.paths)
+
+    def __enter__(self):
+        evict(self.paths)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
 
 
 def read_bytes(pid):
@@ -299,9 +324,9 @@ def cold_unbatched(args, ks, datadir, files, runs):
     one by one, for the batched run's ratio."""
     srv = server(datadir, "pb-cold1", 1, dict(COLD, read_batch_max="1"))
     try:
-        evict(files)
         log("(c') cold, whole keyspace, depth 8, reads not batched (load %s)" % loadavg())
-        runs["cold_d8_unbatched"] = pagebench(args, srv, ks, depth=8, clients=1)
+        with Evicting(files):
+            runs["cold_d8_unbatched"] = pagebench(args, srv, ks, depth=8, clients=1)
     finally:
         srv.stop()
 
@@ -313,13 +338,13 @@ def cold_runs(args, ks, datadir, runs):
     srv = server(datadir, "pb-cold", 1, COLD)
     try:
         for depth in (1, 8):
-            evict(files)
             before = read_bytes(srv.pid)
             log("(c) cold, whole keyspace, depth %d%s (load %s)" % (
                 depth, ", then raw O_DIRECT reads of %s" % os.path.basename(files[0])
                 if depth == 1 else "", loadavg()))
-            out = pagebench(args, srv, ks, depth=depth, clients=1,
-                            raw=files[0] if depth == 1 else None)
+            with Evicting(files):
+                out = pagebench(args, srv, ks, depth=depth, clients=1,
+                                raw=files[0] if depth == 1 else None)
             after = read_bytes(srv.pid)
             if before is not None and after is not None and out["argon"]["requests"]:
                 out["device_read_bytes"] = after - before
