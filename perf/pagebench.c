@@ -44,7 +44,10 @@
  * 127.0.0.1:0, one thread, epoll; its CPU per GetPage from its own pid) and runs
  * the same load against it: baseline first, then the server, --rounds times;
  * the histograms of a target's rounds are pooled.  Printed: both results and the
- * ratios server / baseline (throughput, p50, p99, CPU per GetPage).
+ * ratios server / baseline (throughput, p50, p99, CPU per GetPage).  It answers
+ * every GetPage with the same 8 KiB (always in the CPU's caches); with
+ * --baseline-pages N, block b with page b mod N of an N-page buffer, so its
+ * answers come from memory as a page cache's do.
  * --raw-odirect FILE then times 8 KiB O_DIRECT preads at random aligned offsets
  * of FILE, one at a time, for --seconds: the device's floor for a cold read.
  * --cpu pins this process, --baseline-cpu the baseline's.
@@ -269,6 +272,7 @@ struct pb_opts {
 	bool json, summary, baseline;
 	const char *raw_odirect;
 	int cpu, baseline_cpu;
+	uint64_t baseline_pages; /* the baseline's buffer: block b answers page b mod this */
 	uint64_t seed;
 	struct pb_rel rels[PB_RELS_MAX];
 	uint32_t rel_count;
@@ -286,7 +290,7 @@ static void usage(FILE *f)
 		   "  --version 2|3 (3)  --hot-fraction F (1) | --hot-blocks N  --seed N (1)\n"
 		   "  --mode latest|historical (latest)  --lsn X/Y  --lsn-min X/Y\n"
 		   "  --server-pid PID  --baseline  --rounds R (1)  --raw-odirect FILE\n"
-		   "  --cpu N  --baseline-cpu N  --json | --summary\n");
+		   "  --cpu N  --baseline-cpu N  --baseline-pages N (1)  --json | --summary\n");
 }
 
 static double parse_double(const char *name, const char *text, double min, double max)
@@ -351,6 +355,7 @@ enum {
 	OPT_RAW,
 	OPT_CPU,
 	OPT_BASELINE_CPU,
+	OPT_BASELINE_PAGES,
 	OPT_SEED,
 	OPT_HELP,
 };
@@ -382,6 +387,7 @@ static const struct option long_options[] = {
 	{ "raw-odirect", required_argument, NULL, OPT_RAW },
 	{ "cpu", required_argument, NULL, OPT_CPU },
 	{ "baseline-cpu", required_argument, NULL, OPT_BASELINE_CPU },
+	{ "baseline-pages", required_argument, NULL, OPT_BASELINE_PAGES },
 	{ "seed", required_argument, NULL, OPT_SEED },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -480,6 +486,9 @@ static void set_option(struct pb_opts *o, int opt, const char *arg)
 		break;
 	case OPT_BASELINE_CPU:
 		o->baseline_cpu = (int)parse_u64("--baseline-cpu", arg, 0, CPU_SETSIZE - 1);
+		break;
+	case OPT_BASELINE_PAGES:
+		o->baseline_pages = parse_u64("--baseline-pages", arg, 1, 1u << 20);
 		break;
 	case OPT_SEED:
 		o->seed = parse_u64("--seed", arg, 0, UINT64_MAX);
@@ -1146,7 +1155,11 @@ struct bl_conn {
 	uint8_t out[BL_OUT_BYTES];
 };
 
-static uint8_t bl_page[PS_PAGE_BYTES];
+/* The answers' bytes: one page (the default: always in the CPU's caches), or
+ * --baseline-pages of them, block b answered with page b mod that (a buffer the
+ * size of a cached keyspace, read from memory like Argon's page cache). */
+static uint8_t *bl_pages;
+static uint64_t bl_page_count = 1;
 
 static void bl_put(struct bl_conn *c, char type, const void *body, size_t len)
 {
@@ -1211,7 +1224,9 @@ static int bl_getpage(struct bl_conn *c, const uint8_t *body, size_t len)
 		bl_error(c, err);
 		return -1;
 	}
-	struct ps_response resp = { .tag = PS_R_GETPAGE, .page = bl_page };
+	struct ps_response resp = { .tag = PS_R_GETPAGE,
+				    .page =
+					bl_pages + (req.blkno % bl_page_count) * PS_PAGE_BYTES };
 	if (req.tag != PS_GETPAGE)
 		resp = (struct ps_response){ .tag = PS_R_ERROR,
 					     .error = "the baseline answers only GetPage" };
@@ -1333,11 +1348,15 @@ static void bl_accept(int epfd, int lfd, uint32_t *conns)
 }
 
 /* The baseline's process: serves until killed (or its parent dies). */
-static void __attribute__((noreturn)) bl_serve(int lfd)
+static void __attribute__((noreturn)) bl_serve(int lfd, uint64_t pages)
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	for (size_t i = 0; i < PS_PAGE_BYTES; i++)
-		bl_page[i] = (uint8_t)(i * 131 + 7);
+	bl_page_count = pages;
+	bl_pages = malloc(pages * PS_PAGE_BYTES);
+	if (!bl_pages)
+		_exit(2);
+	for (size_t i = 0; i < pages * PS_PAGE_BYTES; i++)
+		bl_pages[i] = (uint8_t)(i * 131 + 7);
 	int epfd = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL }, evs[64];
 	if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev) != 0)
@@ -1386,7 +1405,7 @@ static pid_t bl_start(const struct pb_opts *o, uint16_t *port)
 	if (pid == 0) {
 		if (o->baseline_cpu >= 0)
 			pin_cpu(o->baseline_cpu, "baseline");
-		bl_serve(lfd);
+		bl_serve(lfd, o->baseline_pages ? o->baseline_pages : 1);
 	}
 	close(lfd);
 	return pid;
