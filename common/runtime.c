@@ -22,6 +22,7 @@
 #include "common/err.h"
 #include "common/limits.h"
 #include "common/log.h"
+#include "common/uring.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -364,10 +365,10 @@ static int core_ring_init(struct ar_core *core)
 	 * kernels refuse the flags, so fall back to a plain ring. */
 	memset(&p, 0, sizeof(p));
 	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN;
-	int rc = io_uring_queue_init_params(depth, &core->ring, &p);
+	int rc = ar_uring_init(depth, &core->ring, &p);
 	if (rc == -EINVAL) {
 		memset(&p, 0, sizeof(p));
-		rc = io_uring_queue_init_params(depth, &core->ring, &p);
+		rc = ar_uring_init(depth, &core->ring, &p);
 	} else if (rc == 0) {
 		core->info.uring_single_issuer = true;
 	}
@@ -424,7 +425,7 @@ static void *core_main(void *arg)
 	if (rc == 0 && rt->params.hooks.stop)
 		rt->params.hooks.stop(core, rt->params.hooks.ctx);
 	if (core->ring_ready) {
-		io_uring_queue_exit(&core->ring); /* cancels what is still in flight */
+		ar_uring_exit(&core->ring); /* cancels what is still in flight */
 		core->ring_ready = false;
 	}
 	return NULL;

@@ -22,6 +22,7 @@
 
 #include "common/assert.h"
 #include "common/limits.h"
+#include "common/uring.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -453,7 +454,7 @@ static int real_exists(struct ar_vfs *v, const char *path)
 static void real_destroy(struct ar_vfs *v)
 {
 	struct real *r = real_of(v);
-	io_uring_queue_exit(&r->ring);
+	ar_uring_exit(&r->ring);
 	free(r);
 }
 
@@ -492,7 +493,7 @@ int ar_vfs_real_create(uint32_t ring_entries, struct ar_vfs **vfs_out)
 	struct real *r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	int rc = io_uring_queue_init(ring_entries, &r->ring, 0);
+	int rc = ar_uring_init(ring_entries, &r->ring, NULL);
 	if (rc < 0)
 		goto out_free_real;
 	r->vfs.ops = &real_ops;

@@ -13,6 +13,7 @@
 #include "ingest/import.h"
 
 #include "common/err.h"
+#include "common/uring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -283,7 +284,7 @@ int wal_import(struct ar_store *s, struct ar_timeline *tl, struct walingest *wi,
 	struct wal_reader *r = NULL;
 	int rc = wal_reader_create(st->next_lsn, st->seg_bytes, &r);
 	if (rc == 0)
-		rc = io_uring_queue_init(w->qd, &w->ring, 0);
+		rc = ar_uring_init(w->qd, &w->ring, NULL);
 	for (uint32_t i = 0; rc == 0 && i < w->qd; i++)
 		if (!(w->slots[i].buf = aligned_alloc(4096, o->chunk_bytes)))
 			rc = -ENOMEM;
@@ -304,7 +305,7 @@ int wal_import(struct ar_store *s, struct ar_timeline *tl, struct walingest *wi,
 				abort(); /* a buffer the kernel may still write into */
 	}
 	if (w->ring.ring_fd > 0)
-		io_uring_queue_exit(&w->ring);
+		ar_uring_exit(&w->ring);
 	for (uint32_t i = 0; i < w->qd; i++)
 		free(w->slots[i].buf);
 	if (w->fd >= 0)

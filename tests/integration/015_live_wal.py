@@ -79,9 +79,16 @@ class CommitEnds:
                                os.path.join(self.pg.data_dir, "pg_wal"), "-r", "Transaction",
                                "-s", lsn_text(self.scanned), "-e", lsn_text(upto)],
                               capture_output=True, text=True, timeout=300)
+        last = None
         for m in _COMMIT.finditer(proc.stdout):
             self.ends[int(m[2])] = record_end(lsn_int(m[3]), int(m[1]))
-        self.scanned = upto
+            last = lsn_int(m[3])
+        # The next scan starts at the last commit found: a record start.  Not at
+        # upto: the flush position may fall inside a record (the WAL writer
+        # flushes whole pages), which this scan could not read to its end and a
+        # scan starting there would skip.
+        if last is not None:
+            self.scanned = last
 
 
 class Recorder(threading.Thread):
