@@ -73,12 +73,22 @@ class CommitEnds:
 
     def scan(self):
         upto = lsn_int(self.pg.sql("select pg_current_wal_flush_lsn()::text")[0][0])
-        if upto <= self.scanned:
+        begin = self.scanned
+        if upto <= begin:
             return
+        # The start and end segments are named: given only the directory,
+        # pg_waldump takes the segment size from whichever file it lists
+        # first, which may be a segment the primary has just created, its
+        # header still zeros ("header specifies 0 bytes").
+        segs = self.pg.sql("select pg_walfile_name(%s::pg_lsn), pg_walfile_name(%s::pg_lsn)",
+                           (lsn_text(begin), lsn_text(upto)))[0]
         proc = subprocess.run([os.path.join(self.pg.bin_dir, "pg_waldump"), "-p",
                                os.path.join(self.pg.data_dir, "pg_wal"), "-r", "Transaction",
-                               "-s", lsn_text(self.scanned), "-e", lsn_text(upto)],
+                               "-s", lsn_text(begin), "-e", lsn_text(upto), *segs],
                               capture_output=True, text=True, timeout=300)
+        # Stopping at -e is not an error: a failure is, and is said.
+        assert proc.returncode == 0, "pg_waldump -s %s -e %s exited %d: %s" % (
+            lsn_text(begin), lsn_text(upto), proc.returncode, proc.stderr.strip()[-300:])
         last = None
         for m in _COMMIT.finditer(proc.stdout):
             self.ends[int(m[2])] = record_end(lsn_int(m[3]), int(m[1]))
