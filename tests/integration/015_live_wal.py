@@ -34,7 +34,7 @@ from harness import oracle
 from harness.argonctl import argonctl, last_json, walredo_binary, walredo_missing
 from harness.live import Live
 from harness.pg import PgCluster
-from harness.workload import lsn_int, lsn_text
+from harness.workload import lsn_int, lsn_text, segment_name
 
 CYCLES = 10
 CLOG_XACTS_PER_PAGE = 8192 * 4
@@ -80,11 +80,10 @@ class CommitEnds:
         # pg_waldump takes the segment size from whichever file it lists
         # first, which may be a segment the primary has just created, its
         # header still zeros ("header specifies 0 bytes").
-        segs = self.pg.sql("select pg_walfile_name(%s::pg_lsn), pg_walfile_name(%s::pg_lsn)",
-                           (lsn_text(begin), lsn_text(upto)))[0]
         proc = subprocess.run([os.path.join(self.pg.bin_dir, "pg_waldump"), "-p",
                                os.path.join(self.pg.data_dir, "pg_wal"), "-r", "Transaction",
-                               "-s", lsn_text(begin), "-e", lsn_text(upto), *segs],
+                               "-s", lsn_text(begin), "-e", lsn_text(upto),
+                               segment_name(begin), segment_name(upto - 1)],
                               capture_output=True, text=True, timeout=300)
         # Stopping at -e is not an error: a failure is, and is said.
         assert proc.returncode == 0, "pg_waldump -s %s -e %s exited %d: %s" % (
