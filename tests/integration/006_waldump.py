@@ -14,6 +14,7 @@ import pytest
 
 from harness.pageserver import binary
 from harness.pg import PgCluster
+from harness.workload import SEGMENT_SIZE, segment_name
 
 WORKLOAD = [
     "create table h (id int primary key, v text, arr int[], p point, t tsvector)",
@@ -135,14 +136,13 @@ def test_bad_wal_is_a_clear_error(tmp_dir):
             pg.stop(keep_dir=True)
             dirs.append(d)
         start_lsn = norm_lsn(start)
-        segno = start_lsn // (16 * 1024 * 1024)
-        seg = "%08X%08X%08X" % (1, segno // 256, segno % 256)
+        seg = segment_name(start_lsn)
         good = open(os.path.join(dirs[0], seg), "rb").read()
 
         flipped = os.path.join(tmp_dir, "flipped")
         os.mkdir(flipped)
         bad = bytearray(good)
-        bad[start_lsn % (16 * 1024 * 1024) + 16] ^= 0x40  # xl_info of the record at start
+        bad[start_lsn % SEGMENT_SIZE + 16] ^= 0x40  # xl_info of the record at start
         open(os.path.join(flipped, seg), "wb").write(bad)
         r = subprocess.run([binary("tools/argon-waldump"), "--start", start, flipped],
                            capture_output=True, text=True, timeout=60)
@@ -156,9 +156,10 @@ def test_bad_wal_is_a_clear_error(tmp_dir):
         other_seg = open(os.path.join(dirs[1], _first_segment(dirs[1])), "rb").read()
         # this cluster's first segment, then the other cluster's as the next one
         open(os.path.join(other, seg), "wb").write(good)
-        nxt = "%08X%08X%08X" % (1, (segno + 1) // 256, (segno + 1) % 256)
+        next_start = (start_lsn // SEGMENT_SIZE + 1) * SEGMENT_SIZE
+        nxt = segment_name(next_start)
         patched = bytearray(other_seg)
-        patched[8:16] = ((segno + 1) * 16 * 1024 * 1024).to_bytes(8, "little")
+        patched[8:16] = next_start.to_bytes(8, "little")
         open(os.path.join(other, nxt), "wb").write(patched)
         r = subprocess.run([binary("tools/argon-waldump"), "--start", start, other],
                            capture_output=True, text=True, timeout=60)
